@@ -1,0 +1,103 @@
+"""The ledger's tables. Money is integer pico-dollars (see ``paymaster._money``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column
+from sqlmodel import Field, SQLModel
+
+STEP_KINDS = ("plan", "execute", "tool", "retry", "summarise", "aggregate", "eval", "cache_hit")
+STEP_STATUSES = ("ok", "error", "refused", "unsettled")
+
+
+class TaskRecord(SQLModel, table=True):
+    """One task: who ran it, its budget, how it ended and what it cost."""
+
+    __tablename__ = "tasks"
+
+    id: str = Field(primary_key=True)
+    agent: str = Field(index=True)
+    agent_version: str
+    tenant: str = Field(index=True)
+    tags: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    budget: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    input_preview: str = ""
+    status: str = Field(default="running", index=True)
+    stop_reason: str | None = None
+    output: str | None = None
+    success: bool | None = None
+    cost_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    baseline_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    unpriced_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+    plan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: float = Field(index=True)
+    finished_at: float | None = None
+
+
+class StepRecord(SQLModel, table=True):
+    """One model or tool call (or a refusal to make one), failed ones too."""
+
+    __tablename__ = "steps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(index=True)
+    subtask_id: str | None = None
+    kind: str
+    status: str = "ok"
+    provider: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    baseline_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    reserved_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    latency_ms: float = 0.0
+    attempt: int = 1
+    error: str | None = None
+    note: str | None = None
+    created_at: float
+
+
+class AccountRecord(SQLModel, table=True):
+    """A budget account: caps, what is spent and what is held by open reservations."""
+
+    __tablename__ = "accounts"
+
+    id: str = Field(primary_key=True)
+    cap_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    cap_tokens: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    cap_calls: int | None = None
+    spent_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    spent_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    spent_calls: int = 0
+    reserved_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    reserved_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    reserved_calls: int = 0
+
+
+class ReservationRecord(SQLModel, table=True):
+    """Money, tokens and calls held against accounts while a call is in flight."""
+
+    __tablename__ = "reservations"
+
+    id: str = Field(primary_key=True)
+    task_id: str = Field(index=True)
+    accounts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    picos: int = Field(sa_column=Column(BigInteger, nullable=False))
+    tokens: int = Field(sa_column=Column(BigInteger, nullable=False))
+    calls: int
+    kind: str
+    subtask_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    pid: int
+    created_at: float
+    expires_at: float = Field(index=True)

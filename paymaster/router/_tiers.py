@@ -1,0 +1,116 @@
+"""Tiers: named (provider, model, max_tokens) choices, ordered cheapest first."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigurationError, UnknownTierError
+from ..planners._plan import Complexity
+
+
+class Tier(BaseModel):
+    """A model choice: which provider serves it, which model, and its output cap."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    max_tokens: int = Field(default=1024, gt=0)
+
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    Tier(name="fast", provider="openai", model="gpt-4o-mini", max_tokens=1024),
+    Tier(name="balanced", provider="anthropic", model="claude-haiku-4-5", max_tokens=2048),
+    Tier(name="deep", provider="anthropic", model="claude-sonnet-4-5", max_tokens=4096),
+)
+DEFAULT_ROUTES: Mapping[Complexity, str] = {
+    Complexity.SIMPLE: "fast",
+    Complexity.MODERATE: "balanced",
+    Complexity.COMPLEX: "deep",
+}
+
+
+class TierTable:
+    """Tiers in cost order (cheapest first) plus the complexity -> tier routes."""
+
+    def __init__(
+        self,
+        tiers: Iterable[Tier] = DEFAULT_TIERS,
+        routes: Mapping[Complexity | str, str] | None = None,
+    ) -> None:
+        self.tiers: tuple[Tier, ...] = tuple(tiers)
+        if not self.tiers:
+            raise ConfigurationError("a tier table needs at least one tier")
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigurationError(f"tier names must be unique; repeated: {dupes}")
+        self._by_name = {t.name: t for t in self.tiers}
+        spread = {
+            Complexity.SIMPLE: names[0],
+            Complexity.MODERATE: names[len(names) // 2],
+            Complexity.COMPLEX: names[-1],
+        }
+        # The default names route as documented; custom tiers spread cheapest to deepest.
+        defaults = dict(DEFAULT_ROUTES) if set(DEFAULT_ROUTES.values()) <= set(names) else spread
+        self.routes: dict[Complexity, str] = defaults
+        for key, tier_name in (routes or {}).items():
+            try:
+                complexity = Complexity(key)
+            except ValueError:
+                raise ConfigurationError(
+                    f"routes: {key!r} is not a complexity; use one of {[c.value for c in Complexity]}"
+                ) from None
+            self.routes[complexity] = self.get(tier_name).name
+
+    def get(self, name: str) -> Tier:
+        """The tier called ``name``; an unknown name lists the known ones."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownTierError(
+                f"unknown tier {name!r}; known tiers are {list(self._by_name)} "
+                "(define it in Runtime(tiers=...) or the [tiers] table of the config file)"
+            ) from None
+
+    @property
+    def deepest(self) -> Tier:
+        """The most capable (most expensive) tier: the baseline every saving is measured against."""
+        return self.tiers[-1]
+
+    def rank(self, name: str) -> int:
+        """Position of a tier in cost order, 0 = cheapest."""
+        return self.tiers.index(self.get(name))
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a Paymaster TOML config file."""
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {p} is not valid TOML: {exc}") from None
+
+
+def tier_table_from_config(data: Mapping[str, Any], where: str = "config") -> TierTable:
+    """Build a tier table from ``[tiers.NAME]`` tables (cheapest first) and a ``[routes]`` table."""
+    raw = data.get("tiers")
+    if raw is None:
+        return TierTable(routes=data.get("routes"))
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigurationError(f"{where}: [tiers] must hold one table per tier, e.g. [tiers.fast]")
+    tiers = []
+    for name, spec in raw.items():
+        try:
+            tiers.append(Tier(name=name, **spec))
+        except (TypeError, ValidationError) as exc:
+            raise ConfigurationError(f"{where}: tier {name!r} is invalid: {exc}") from None
+    return TierTable(tiers, routes=data.get("routes"))

@@ -1,0 +1,8 @@
+"""The runtime: agents, budgets, tasks, outcomes and the run loop."""
+
+from ._agent import Agent
+from ._budget import Budget
+from ._runtime import Runtime
+from ._task import Outcome, Task, TaskStatus
+
+__all__ = ["Agent", "Budget", "Outcome", "Runtime", "Task", "TaskStatus"]

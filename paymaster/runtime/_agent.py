@@ -1,0 +1,74 @@
+"""The Agent base class: users subclass it and set class attributes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..errors import AgentDefinitionError
+from ..planners._plan import Complexity
+from ._budget import Budget
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Agent:
+    """Base class of every agent; subclass it and set at least ``name``.
+
+    Class attributes are checked when the subclass is defined, so a typo fails
+    at import, not mid-run. Run state never lives on the agent: the runtime
+    makes a fresh instance per task, so one agent class can run many tasks
+    at once.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    instructions: ClassVar[str] = "You are a careful assistant. Answer accurately and concisely."
+    budget: ClassVar[Budget] = Budget()
+    complexity: ClassVar[Complexity] = Complexity.MODERATE
+    routes: ClassVar[Mapping[Complexity, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        where = f"agent class {cls.__qualname__}"
+        name = cls.__dict__.get("name", getattr(cls, "name", None))
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise AgentDefinitionError(
+                f"{where} needs a class attribute `name`: a short identifier such as "
+                f"name = \"refund\" (letters, digits, '_', '-', '.'; got {name!r})"
+            )
+        if not isinstance(cls.version, str) or not cls.version:
+            raise AgentDefinitionError(
+                f"{where}: version must be a non-empty string such as \"3\", got {cls.version!r}"
+            )
+        if not isinstance(cls.instructions, str):
+            raise AgentDefinitionError(f"{where}: instructions must be a string (the system prompt)")
+        if not isinstance(cls.budget, Budget):
+            raise AgentDefinitionError(
+                f"{where}: budget must be a paymaster.Budget, e.g. Budget(usd=\"0.50\", steps=10); "
+                f"got {type(cls.budget).__name__}"
+            )
+        try:
+            cls.complexity = Complexity(cls.complexity)
+        except ValueError:
+            raise AgentDefinitionError(
+                f"{where}: complexity must be one of {[c.value for c in Complexity]}, got {cls.complexity!r}"
+            ) from None
+        routes: dict[Complexity, str] = {}
+        for key, tier in dict(cls.routes).items():
+            try:
+                complexity = Complexity(key)
+            except ValueError:
+                raise AgentDefinitionError(
+                    f"{where}: routes keys must be complexities {[c.value for c in Complexity]}, got {key!r}"
+                ) from None
+            if not isinstance(tier, str) or not tier:
+                raise AgentDefinitionError(f"{where}: routes[{key!r}] must be a tier name, got {tier!r}")
+            routes[complexity] = tier
+        cls.routes = routes
+
+    def evaluate(self, output: str) -> bool | None:
+        """Whether ``output`` counts as a successful outcome (default: it is not empty)."""
+        return bool(output.strip())
