@@ -1,0 +1,16 @@
+"""Pins the public API: a change here is a deliberate change for users."""
+
+import paymaster
+
+EXPORTED = {
+    "Agent", "AgentDefinitionError", "Budget", "Complexity", "ConfigurationError", "Ledger", "LedgerError",
+    "Message", "MissingExtraError", "ModelPrices", "ModelRequest", "ModelResponse", "Outcome", "PaymasterError",
+    "Plan", "PriceBook", "PriceUnknownError", "Provider", "ProviderError", "Runtime", "ScriptedProvider",
+    "Subtask", "Task", "TaskStatus", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
+}
+
+
+def test_public_api_is_exactly_the_documented_names() -> None:
+    assert set(paymaster.__all__) == EXPORTED
+    for name in paymaster.__all__:
+        assert getattr(paymaster, name) is not None
