@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..providers._types import ModelRequest, ModelResponse
 
 
 class Complexity(StrEnum):
@@ -69,17 +73,40 @@ def topological_order(subtasks: tuple[Subtask, ...]) -> list[Subtask]:
     return order
 
 
+@dataclass(frozen=True)
+class PlanContext:
+    """What a planner may use: the agent's defaults and a budgeted model call on the planner tier.
+
+    ``call`` goes through the budget guard and is recorded as a ledger step of
+    kind ``plan``; a planner never talks to a provider directly.
+    """
+
+    default_complexity: Complexity
+    max_subtasks: int
+    call: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    model: str
+
+
+class PlanInvalid(Exception):  # noqa: N818 - a control-flow signal: the run ends with status plan_invalid
+    """The planner could not produce a valid plan, even after its repair attempt."""
+
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
 class Planner(Protocol):
     """Turns a task's input into a plan."""
 
-    async def plan(self, goal: str, *, default_complexity: Complexity) -> Plan:
-        """Return a validated plan for ``goal``."""
+    async def plan(self, goal: str, ctx: PlanContext) -> Plan:
+        """Return a validated plan for ``goal`` or raise PlanInvalid."""
         ...
 
 
 class SingleStepPlanner:
     """The plan with one subtask: the whole input, at the agent's complexity. Costs nothing."""
 
-    async def plan(self, goal: str, *, default_complexity: Complexity) -> Plan:
+    async def plan(self, goal: str, ctx: PlanContext) -> Plan:
         """Return a one-subtask plan."""
-        return Plan(subtasks=(Subtask(id="main", goal=goal, complexity=default_complexity),))
+        return Plan(subtasks=(Subtask(id="main", goal=goal, complexity=ctx.default_complexity),))

@@ -15,7 +15,7 @@ from .._money import from_picos
 from ..errors import ConfigurationError, PaymasterError, PriceUnknownError
 from ..executors import BudgetGuard, BudgetStop, CallContext, Executor, RunCharges, aggregate
 from ..ledger import Ledger, TaskRecord, new_task_id
-from ..planners import Complexity, Plan, Planner, SingleStepPlanner
+from ..planners import Complexity, Plan, PlanContext, Planner, SingleStepPlanner
 from ..pricing import PriceBook, parse_price_overrides
 from ..providers._types import Provider
 from ..router import RouteDecision, Router, Tier, TierTable, load_config, tier_table_from_config
@@ -130,7 +130,14 @@ class Runtime:
         plan: Plan | None = None
         status, stop_reason = TaskStatus.SUCCEEDED, None
         try:
-            plan = await self.planner.plan(task.input, default_complexity=agent.complexity)
+            planner_tier = self.tiers.deepest
+            plan_ctx = PlanContext(
+                default_complexity=agent.complexity,
+                max_subtasks=8,
+                call=partial(self._guard.call, ctx, planner_tier, kind="plan"),
+                model=planner_tier.model,
+            )
+            plan = await self.planner.plan(task.input, plan_ctx)
             decisions = self._route(plan, agent)
             self.ledger.update_task(task.id, plan=_plan_record(plan, decisions))
             await self._executor.run(ctx, plan, decisions, instance.instructions, outputs)
