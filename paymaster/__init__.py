@@ -10,23 +10,28 @@ from .errors import (
     ProviderError,
     UnknownTierError,
 )
-from .ledger import Ledger
+from .executors import ApprovalRequest, CapPolicy, RetryPolicy, Tool, tool
+from .ledger import Alert, Ledger
 from .planners import Complexity, Plan, Subtask
 from .pricing import ModelPrices, PriceBook
 from .providers import Message, ModelRequest, ModelResponse, Provider, ScriptedProvider, Usage
 from .router import Tier, TierTable
-from .runtime import Agent, Budget, Outcome, Runtime, Task, TaskStatus
+from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
     "AgentDefinitionError",
+    "Alert",
+    "ApprovalRequest",
     "Budget",
+    "CapPolicy",
     "Complexity",
     "ConfigurationError",
     "Ledger",
     "LedgerError",
+    "Limit",
     "Message",
     "MissingExtraError",
     "ModelPrices",
@@ -39,6 +44,7 @@ __all__ = [
     "PriceUnknownError",
     "Provider",
     "ProviderError",
+    "RetryPolicy",
     "Runtime",
     "ScriptedProvider",
     "Subtask",
@@ -46,7 +52,9 @@ __all__ = [
     "TaskStatus",
     "Tier",
     "TierTable",
+    "Tool",
     "UnknownTierError",
     "Usage",
     "__version__",
+    "tool",
 ]

@@ -7,6 +7,7 @@ EXPORTED = {
     "Message", "MissingExtraError", "ModelPrices", "ModelRequest", "ModelResponse", "Outcome", "PaymasterError",
     "Plan", "PriceBook", "PriceUnknownError", "Provider", "ProviderError", "Runtime", "ScriptedProvider",
     "Subtask", "Task", "TaskStatus", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
+    "ApprovalRequest", "CapPolicy", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
 }
 
 

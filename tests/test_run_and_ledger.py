@@ -12,7 +12,8 @@ from genai_prices import calc_price
 
 from paymaster import Agent, Budget, Complexity, Runtime, ScriptedProvider, TaskStatus, Usage
 from paymaster._money import from_picos
-from paymaster.errors import OverloadedError, ProviderTimeoutError
+from paymaster.errors import BadRequestError, ProviderTimeoutError
+from paymaster.executors import RetryPolicy
 
 # Published prices per million tokens (input, output), as genai-prices ships them.
 PUBLISHED = {
@@ -108,27 +109,31 @@ def test_token_and_step_caps_refuse_before_the_call(ledger_path: Path) -> None:
 
 
 def test_a_failed_call_is_recorded_and_the_task_fails_cleanly(ledger_path: Path) -> None:
-    provider = ScriptedProvider([OverloadedError("overloaded", provider="scripted", status_code=529)])
+    provider = ScriptedProvider([BadRequestError("prompt too long", provider="scripted", status_code=400)])
     with Runtime(ledger=ledger_path, provider=provider) as rt:
         outcome = rt.run_sync(Summariser, "Summarise: x.")
         (step,) = rt.ledger.steps(outcome.task_id)
         account = rt.ledger.account(f"task:{outcome.task_id}")
     assert outcome.status is TaskStatus.FAILED
-    assert outcome.stop_reason == "OverloadedError: overloaded"
-    assert (step.status, step.cost_picos, step.error) == ("error", 0, "OverloadedError: overloaded")
+    assert outcome.stop_reason == "BadRequestError: prompt too long"
+    assert (step.status, step.cost_picos, step.error) == ("error", 0, "BadRequestError: prompt too long")
     assert account is not None and account.reserved_picos == 0 and account.spent_picos == 0
 
 
-def test_a_timed_out_call_is_charged_at_its_worst_case(ledger_path: Path) -> None:
+def test_a_timed_out_call_is_charged_at_its_worst_case_then_retried(ledger_path: Path) -> None:
     provider = ScriptedProvider([ProviderTimeoutError("timed out after 30s", provider="scripted")])
-    with Runtime(ledger=ledger_path, provider=provider) as rt:
+    with Runtime(ledger=ledger_path, provider=provider, retry=RetryPolicy(initial_wait=0)) as rt:
         outcome = rt.run_sync(Summariser, "Summarise: x.")
-        (step,) = rt.ledger.steps(outcome.task_id)
+        timed_out, retried = rt.ledger.steps(outcome.task_id)
         account = rt.ledger.account(f"task:{outcome.task_id}")
-    assert step.status == "unsettled"
-    assert step.cost_picos == step.reserved_picos > 0
-    assert account is not None and account.spent_picos == step.reserved_picos and account.reserved_picos == 0
-    assert outcome.cost_usd == from_picos(step.reserved_picos)
+    assert outcome.status is TaskStatus.SUCCEEDED
+    assert (timed_out.kind, timed_out.status, timed_out.attempt) == ("execute", "unsettled", 1)
+    assert timed_out.cost_picos == timed_out.reserved_picos > 0
+    assert (retried.kind, retried.status, retried.attempt) == ("retry", "ok", 2)
+    assert retried.cost_picos is not None
+    assert account is not None and account.reserved_picos == 0
+    assert account.spent_picos == timed_out.reserved_picos + retried.cost_picos
+    assert outcome.cost_usd == from_picos(account.spent_picos)
 
 
 def test_unknown_price_without_usd_cap_is_recorded_as_unknown_not_zero(ledger_path: Path) -> None:

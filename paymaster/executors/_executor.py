@@ -1,13 +1,18 @@
-"""Runs a plan: one guarded model call per subtask, dependencies first."""
+"""Runs a plan's DAG: independent subtasks at the same time, each a guarded model call plus its tool calls."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from ..planners._plan import Plan, Subtask, topological_order
+import anyio
+
+from ..planners._plan import Plan, Subtask
 from ..providers._types import Message, ModelRequest
 from ..router import RouteDecision
-from ._guard import BudgetGuard, CallContext
+from ._guard import BudgetGuard, BudgetStop, CallContext
+from ._tools import Tool
+
+MAX_TOOL_ROUNDS = 10
 
 
 def subtask_prompt(subtask: Subtask, context: Mapping[str, str]) -> str:
@@ -18,8 +23,23 @@ def subtask_prompt(subtask: Subtask, context: Mapping[str, str]) -> str:
     return "\n\n".join([*parts, f"Now: {subtask.goal}"])
 
 
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that explains a failed task group: a budget stop first, else the first error."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, BudgetStop)), leaves[0])
+
+
 class Executor:
-    """Executes a plan's subtasks in dependency order under the budget guard."""
+    """Executes a plan under the budget guard."""
 
     def __init__(self, guard: BudgetGuard) -> None:
         self.guard = guard
@@ -31,22 +51,67 @@ class Executor:
         routes: Mapping[str, RouteDecision],
         instructions: str,
         outputs: dict[str, str],
+        tools: Sequence[Tool] = (),
     ) -> dict[str, str]:
-        """Run every subtask, filling ``outputs`` as they finish (so a stop keeps what was done)."""
-        for subtask in topological_order(plan.subtasks):
-            decision = routes[subtask.id]
+        """Run every subtask once its dependencies are done, filling ``outputs`` as they finish.
+
+        ``outputs`` is filled in place so that a stop part-way keeps what was done.
+        """
+        done = {s.id: anyio.Event() for s in plan.subtasks}
+
+        async def one(subtask: Subtask) -> None:
+            for dep in subtask.depends_on:
+                await done[dep].wait()
             context = {d: outputs[d] for d in subtask.depends_on}
-            request = ModelRequest(
-                model=decision.tier.model,
-                system=instructions,
-                messages=(Message(role="user", content=subtask_prompt(subtask, context)),),
-                max_tokens=decision.tier.max_tokens,
+            outputs[subtask.id] = await self.run_subtask(
+                ctx, subtask, routes[subtask.id], instructions, context, tools
             )
-            response = await self.guard.call(
-                ctx, decision.tier, request, kind="execute", subtask_id=subtask.id, note=decision.reason
-            )
-            outputs[subtask.id] = response.text
+            done[subtask.id].set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for subtask in plan.subtasks:
+                    tg.start_soon(one, subtask)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
         return outputs
+
+    async def run_subtask(
+        self,
+        ctx: CallContext,
+        subtask: Subtask,
+        decision: RouteDecision,
+        instructions: str,
+        context: Mapping[str, str],
+        tools: Sequence[Tool] = (),
+    ) -> str:
+        """One subtask: a model call, then rounds of tool calls and model calls until it answers."""
+        by_name = {t.name: t for t in tools}
+        messages: list[Message] = [Message(role="user", content=subtask_prompt(subtask, context))]
+        tier = decision.tier
+        for _ in range(MAX_TOOL_ROUNDS + 1):
+            request = ModelRequest(
+                model=tier.model,
+                system=instructions,
+                messages=tuple(messages),
+                max_tokens=tier.max_tokens,
+                tools=tuple(t.spec() for t in tools),
+            )
+            response = await self.guard.call(ctx, tier, request, kind="execute", subtask_id=subtask.id,
+                                             note=decision.reason)
+            if not response.tool_calls:
+                return response.text
+            messages.append(Message(role="assistant", content=response.text, tool_calls=response.tool_calls))
+            for call in response.tool_calls:
+                found = by_name.get(call.name)
+                result = (
+                    await self.guard.tool(ctx, found, call.arguments, subtask_id=subtask.id)
+                    if found is not None
+                    else f"error: there is no tool named {call.name!r}; available: {sorted(by_name)}"
+                )
+                messages.append(Message(role="tool", content=result, tool_call_id=call.id))
+        # The model kept asking for tools: answer with what it last said.
+        return next((m.content for m in reversed(messages) if m.role == "assistant"), "")
 
 
 def aggregate(plan: Plan, outputs: Mapping[str, str]) -> str:

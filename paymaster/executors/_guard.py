@@ -1,41 +1,42 @@
-"""The budget guard: reserve the worst case, call, settle the actual cost, record the step."""
+"""The budget guard: reserve the worst case, call, settle the actual cost, record the step.
+
+Every model call and tool call of a task goes through ``BudgetGuard``: no call
+is made that every account of the task's chain cannot pay for.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .._money import fmt_usd, from_picos, to_picos
+import anyio
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from .._money import to_picos
 from ..errors import ProviderTimeoutError
-from ..ledger import Charge, Ledger, Refusal
+from ..ledger import Charge, Ledger, Refusal, Reservation
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
-from ..router import Tier
-
-_DIMENSION_UNITS = {"usd": "", "tokens": " tokens", "calls": " model calls"}
+from ..router import Tier, TierTable
+from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
+from ._retry import RetryPolicy, is_retryable
+from ._tools import Tool
 
 
 class BudgetStop(Exception):
-    """Raised inside a run when a call does not fit a budget; the run ends with budget_exceeded."""
+    """A call did not fit a budget and the agent's policy could not make it fit: the task stops."""
 
-    def __init__(self, reason: str, refusal: Refusal) -> None:
+    def __init__(self, reason: str, refusal: Refusal | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.refusal = refusal
 
-
-def describe_refusal(refusal: Refusal) -> str:
-    """A sentence saying which cap refused a call and by how much."""
-    if refusal.dimension == "usd":
-        cap, used, need = (fmt_usd(from_picos(v)) for v in (refusal.cap, refusal.used, refusal.needed))
-    else:
-        cap, used, need = str(refusal.cap), str(refusal.used), str(refusal.needed)
-    unit = _DIMENSION_UNITS[refusal.dimension]
-    return (
-        f"{refusal.dimension} cap of account {refusal.account} reached: the call's worst case of {need}{unit} "
-        f"does not fit ({used}{unit} of {cap}{unit} already spent or reserved)"
-    )
+    @property
+    def killed(self) -> bool:
+        """True when the refusal came from the kill switch."""
+        return self.refusal is not None and self.refusal.dimension == "killed"
 
 
 @dataclass
@@ -50,21 +51,36 @@ class RunCharges:
 
 @dataclass
 class CallContext:
-    """Who a call is for: the task, the budget accounts it must fit, and its running totals."""
+    """Who a call is for: the task, the accounts it must fit, its policies and running totals."""
 
     task_id: str
+    agent: str
+    tenant: str
     accounts: Sequence[str]
+    retry_account: str
     charges: RunCharges
     baseline: ModelPrices | None
+    policies: Sequence[CapPolicy] = (CapPolicy.HALT,)
+    approver: Approver | None = None
+    on_pause: Callable[[bool], None] | None = None
 
 
 class BudgetGuard:
-    """Runs model calls under the ledger's reservations."""
+    """Runs model and tool calls under the ledger's reservations, with retries and cap policies."""
 
-    def __init__(self, ledger: Ledger, prices: PriceBook, provider_for: Callable[[Tier], Provider]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        prices: PriceBook,
+        tiers: TierTable,
+        provider_for: Callable[[Tier], Provider],
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.ledger = ledger
         self.prices = prices
+        self.tiers = tiers
         self.provider_for = provider_for
+        self.retry = retry or RetryPolicy()
 
     async def call(
         self,
@@ -74,50 +90,140 @@ class BudgetGuard:
         *,
         kind: str = "execute",
         subtask_id: str | None = None,
-        attempt: int = 1,
         note: str | None = None,
     ) -> ModelResponse:
-        """Make one model call if every account can pay its worst case; record it either way."""
-        provider = self.provider_for(tier)
-        prices = self.prices.get(tier.provider, tier.model)
-        bound_in = bound_prompt_tokens(request)
-        worst_usd = prices.worst_case(bound_in, request.max_tokens) if prices is not None else None
-        held = Charge(
-            picos=0 if worst_usd is None else to_picos(worst_usd),
-            tokens=bound_in + request.max_tokens,
-            calls=1,
+        """Make a model call, retrying retryable failures within the retry budget; record every attempt."""
+        attempt = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.max_attempts),
+            wait=self.retry.wait,
+            retry=retry_if_exception(is_retryable),
+            sleep=anyio.sleep,
+            reraise=True,
         )
-        step = {
-            "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "provider": provider.name,
-            "model": request.model, "tier": tier.name, "attempt": attempt, "note": note,
-            "reserved_picos": held.picos, "created_at": time.time(),
-        }
-        reservation = self.ledger.reserve(
-            ctx.accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
-            provider=provider.name, model=request.model, tier=tier.name,
-        )
-        if isinstance(reservation, Refusal):
+        last_error: BaseException | None = None
+        async for state in retrying:
+            with state:
+                attempt += 1
+                try:
+                    return await self._fitted_call(
+                        ctx, tier, request, kind=kind if attempt == 1 else "retry",
+                        subtask_id=subtask_id, note=note, attempt=attempt,
+                    )
+                except BudgetStop as stop:
+                    if attempt > 1 and last_error is not None:
+                        raise BudgetStop(
+                            f"{stop.reason}; gave up retrying after {type(last_error).__name__}: {last_error}",
+                            stop.refusal,
+                        ) from last_error
+                    raise
+                except BaseException as exc:
+                    last_error = exc
+                    raise
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _fitted_call(
+        self,
+        ctx: CallContext,
+        tier: Tier,
+        request: ModelRequest,
+        *,
+        kind: str,
+        subtask_id: str | None,
+        note: str | None,
+        attempt: int,
+    ) -> ModelResponse:
+        accounts = list(ctx.accounts) + ([ctx.retry_account] if kind == "retry" else [])
+        policies = list(ctx.policies)
+        while True:
+            provider = self.provider_for(tier)
+            prices = self.prices.get(tier.provider, tier.model)
+            bound_in = bound_prompt_tokens(request)
+            worst = prices.worst_case(bound_in, request.max_tokens) if prices is not None else None
+            held = Charge(picos=0 if worst is None else to_picos(worst), tokens=bound_in + request.max_tokens, calls=1)
+            step: dict[str, Any] = {
+                "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "provider": provider.name,
+                "model": request.model, "tier": tier.name, "attempt": attempt, "note": note,
+                "reserved_picos": held.picos, "created_at": time.time(),
+            }
+            reservation = self.ledger.reserve(
+                accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
+                provider=provider.name, model=request.model, tier=tier.name,
+            )
+            if not isinstance(reservation, Refusal):
+                return await self._send(ctx, provider, prices, request, reservation, held, step)
             reason = describe_refusal(reservation)
             self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
-            raise BudgetStop(reason, reservation)
+            if reservation.dimension == "killed":
+                raise BudgetStop(reason, reservation)
+            # Try the agent's policies in order; a policy that cannot help passes to the next.
+            while policies:
+                policy = policies[0]
+                if policy is CapPolicy.DOWNGRADE:
+                    cheaper = downgrade(self.tiers, tier, request)
+                    if cheaper is not None:
+                        note = f"downgraded from {tier.name} to {cheaper[0].name}: {reservation.dimension} cap"
+                        tier, request = cheaper
+                        break
+                elif policy is CapPolicy.TRUNCATE:
+                    shorter = truncate_to_fit(request, reservation, prices)
+                    if shorter is not None:
+                        note = f"context truncated to fit the {reservation.dimension} cap"
+                        request = shorter
+                        break
+                elif (
+                    policy is CapPolicy.APPROVE and ctx.approver is not None
+                    and await self._ask(ctx, reservation, reason)
+                ):
+                    note = f"approved: {reservation.account} {reservation.dimension} cap raised"
+                    break
+                policies.pop(0)
+            else:
+                raise BudgetStop(reason, reservation)
 
+    async def _ask(self, ctx: CallContext, refusal: Refusal, reason: str) -> bool:
+        assert ctx.approver is not None
+        request = ApprovalRequest(
+            task_id=ctx.task_id, agent=ctx.agent, tenant=ctx.tenant, account=refusal.account,
+            dimension=refusal.dimension, cap=refusal.cap, used=refusal.used, needed=refusal.needed, reason=reason,
+        )
+        if ctx.on_pause is not None:
+            ctx.on_pause(True)
+        try:
+            approved = await ctx.approver(request)
+        finally:
+            if ctx.on_pause is not None:
+                ctx.on_pause(False)
+        if approved:
+            self.ledger.accounts.raise_cap(refusal.account, refusal.dimension, request.shortfall)
+        return bool(approved)
+
+    async def _send(
+        self,
+        ctx: CallContext,
+        provider: Provider,
+        prices: ModelPrices | None,
+        request: ModelRequest,
+        reservation: Reservation,
+        held: Charge,
+        step: dict[str, Any],
+    ) -> ModelResponse:
         started = time.perf_counter()
         try:
             response = await provider.complete(request)
         except BaseException as exc:
             latency = (time.perf_counter() - started) * 1000
-            # A timed-out call may still have been billed: count its worst case,
-            # so spend can be over-stated but never under-stated.
-            billed = isinstance(exc, ProviderTimeoutError)
+            # A call that timed out or was cancelled mid-flight may still have been
+            # billed: count its worst case, so spend is over-stated, never under-stated.
+            billed = isinstance(exc, ProviderTimeoutError) or not isinstance(exc, Exception)
             spent = held if billed else Charge()
-            error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else (
-                f"{type(exc).__name__}: call interrupted"
-            )
+            error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
+            # The ledger write is synchronous, so a pending cancellation cannot cut it short.
             self.ledger.settle(
                 reservation, spent,
                 {**step, "status": "unsettled" if billed else "error", "error": error,
                  "cost_picos": spent.picos, "latency_ms": latency,
-                 "note": "charged at its worst case: the provider may have billed it" if billed else note},
+                 "note": "charged at its worst case: the provider may have billed it" if billed else step["note"]},
             )
             ctx.charges.cost_picos += spent.picos
             ctx.charges.calls += 1
@@ -145,3 +251,38 @@ class BudgetGuard:
             ctx.charges.cost_picos += cost_picos
         return response
 
+    async def tool(self, ctx: CallContext, tool: Tool, arguments: dict[str, Any], *, subtask_id: str | None) -> str:
+        """Run a tool call if the budget has room for one more (and for its price); record it."""
+        held = Charge(picos=0 if tool.price_usd is None else to_picos(tool.price_usd), tool_calls=1)
+        step: dict[str, Any] = {
+            "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": "tool", "provider": "tool",
+            "model": tool.name, "reserved_picos": held.picos, "created_at": time.time(),
+        }
+        reservation = self.ledger.reserve(ctx.accounts, held, task_id=ctx.task_id, kind="tool", subtask_id=subtask_id)
+        if isinstance(reservation, Refusal):
+            reason = describe_refusal(reservation)
+            self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
+            raise BudgetStop(reason, reservation)
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            result = await tool.invoke(arguments)
+        except Exception as exc:
+            # The tool ran (or started): a paid tool is charged its price either way.
+            # Its error goes back to the model as the tool's answer, so it can recover.
+            result = f"error: {type(exc).__name__}: {exc}"
+            status, error = "error", result
+        except BaseException:
+            self.ledger.settle(
+                reservation, held, {**step, "status": "error", "error": "tool call cancelled", "cost_picos": held.picos}
+            )
+            raise
+        else:
+            status, error = "ok", None
+        self.ledger.settle(
+            reservation, held,
+            {**step, "status": status, "error": error, "cost_picos": held.picos,
+             "latency_ms": (time.perf_counter() - started) * 1000},
+        )
+        ctx.charges.cost_picos += held.picos
+        return result

@@ -1,21 +1,17 @@
 """The ledger: every task, every call and every budget account, in SQL."""
 
-from ._ledger import (
-    DEFAULT_LEDGER_URL,
-    Caps,
-    Charge,
-    Ledger,
-    Refusal,
-    Reservation,
-    new_task_id,
-    resolve_url,
-)
-from ._tables import STEP_KINDS, AccountRecord, ReservationRecord, StepRecord, TaskRecord
+from ._accounts import HOST, Accounts, Alert, Caps, Charge, Refusal, Reservation
+from ._ledger import DEFAULT_LEDGER_URL, Ledger, new_task_id, resolve_url
+from ._tables import STEP_KINDS, AccountRecord, AlertRecord, ReservationRecord, StepRecord, TaskRecord
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
+    "HOST",
     "STEP_KINDS",
     "AccountRecord",
+    "Accounts",
+    "Alert",
+    "AlertRecord",
     "Caps",
     "Charge",
     "Ledger",

@@ -11,58 +11,19 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
-from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
+from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, pid_alive
+from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
 
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
 LEDGER_ENV = "PAYMASTER_LEDGER"
-RESERVATION_TTL_SECONDS = 15 * 60
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """An amount held or spent: pico-dollars, tokens and model calls."""
-
-    picos: int = 0
-    tokens: int = 0
-    calls: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """Limits of one account; ``None`` means unlimited."""
-
-    picos: int | None = None
-    tokens: int | None = None
-    calls: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A hold on every account of a chain, to be settled once the call's cost is known."""
-
-    id: str
-    accounts: tuple[str, ...]
-    held: Charge
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a reservation did not fit: the account and the cap it would have passed."""
-
-    account: str
-    dimension: str  # "usd", "tokens" or "calls"
-    cap: int
-    used: int  # spent + reserved at the time of the refusal
-    needed: int
 
 
 def resolve_url(url: str | Path | None) -> str:
@@ -92,22 +53,6 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_RESERVE = text(
-    "UPDATE accounts SET reserved_picos = reserved_picos + :picos,"
-    " reserved_tokens = reserved_tokens + :tokens, reserved_calls = reserved_calls + :calls"
-    " WHERE id = :id"
-    " AND (cap_picos IS NULL OR spent_picos + reserved_picos + :picos <= cap_picos)"
-    " AND (cap_tokens IS NULL OR spent_tokens + reserved_tokens + :tokens <= cap_tokens)"
-    " AND (cap_calls IS NULL OR spent_calls + reserved_calls + :calls <= cap_calls)"
-)
-_SETTLE = text(
-    "UPDATE accounts SET reserved_picos = reserved_picos - :held_picos,"
-    " reserved_tokens = reserved_tokens - :held_tokens, reserved_calls = reserved_calls - :held_calls,"
-    " spent_picos = spent_picos + :picos, spent_tokens = spent_tokens + :tokens,"
-    " spent_calls = spent_calls + :calls WHERE id = :id"
-)
-
-
 class Ledger:
     """Records tasks, steps and budget accounts in a SQL database (SQLite file by default)."""
 
@@ -126,6 +71,7 @@ class Ledger:
             raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
         self._steps = StepRecord.__table__  # type: ignore[attr-defined]
         self._reservations = ReservationRecord.__table__  # type: ignore[attr-defined]
+        self.accounts = Accounts(self._tx)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -233,99 +179,42 @@ class Ledger:
     # -- accounts and the per-call path -------------------------------------
 
     def ensure_account(self, account_id: str, caps: Caps) -> None:
-        """Create an account with ``caps`` if it does not exist yet (existing caps are kept)."""
-        with self._tx() as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM accounts WHERE id = :id"), {"id": account_id}
-            ).first()
-            if exists is None:
-                conn.execute(
-                    AccountRecord.__table__.insert().values(  # type: ignore[attr-defined]
-                        id=account_id, cap_picos=caps.picos, cap_tokens=caps.tokens, cap_calls=caps.calls
-                    )
-                )
+        """Create an account with exactly ``caps`` (or update its caps if it exists)."""
+        self.accounts.ensure({account_id: caps})
 
     def account(self, account_id: str) -> AccountRecord | None:
         """An account's current caps, spend and reservations."""
         with self.session() as s:
             return s.get(AccountRecord, account_id)
 
-    def reserve(
-        self,
-        accounts: Sequence[str],
-        held: Charge,
-        *,
-        task_id: str,
-        kind: str,
-        subtask_id: str | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        tier: str | None = None,
-        ttl_seconds: float = RESERVATION_TTL_SECONDS,
-    ) -> Reservation | Refusal:
-        """Hold ``held`` on every account at once, or on none."""
-        ids = sorted(set(accounts))  # one lock order for every writer
-        now = time.time()
-        rid = uuid.uuid4().hex
-        with self._tx() as conn:
-            for account_id in ids:
-                params = {"id": account_id, "picos": held.picos, "tokens": held.tokens, "calls": held.calls}
-                if conn.execute(_RESERVE, params).rowcount != 1:
-                    refusal = self._why_refused(conn, account_id, held)
-                    conn.rollback()
-                    return refusal
-            conn.execute(
-                self._reservations.insert().values(
-                    id=rid, task_id=task_id, accounts=ids, picos=held.picos, tokens=held.tokens,
-                    calls=held.calls, kind=kind, subtask_id=subtask_id, provider=provider, model=model,
-                    tier=tier, pid=os.getpid(), created_at=now, expires_at=now + ttl_seconds,
-                )
-            )
-        return Reservation(rid, tuple(ids), held)
-
-    @staticmethod
-    def _why_refused(conn: Connection, account_id: str, held: Charge) -> Refusal:
-        row = conn.execute(
-            text(
-                "SELECT cap_picos, spent_picos + reserved_picos, cap_tokens, spent_tokens + reserved_tokens,"
-                " cap_calls, spent_calls + reserved_calls FROM accounts WHERE id = :id"
-            ),
-            {"id": account_id},
-        ).first()
-        if row is None:
-            raise LedgerError(f"budget account {account_id!r} does not exist; it must be created before use")
-        for dimension, cap, used, need in (
-            ("usd", row[0], row[1], held.picos),
-            ("tokens", row[2], row[3], held.tokens),
-            ("calls", row[4], row[5], held.calls),
-        ):
-            if cap is not None and used + need > cap:
-                return Refusal(account_id, dimension, int(cap), int(used), need)
-        raise LedgerError(f"reservation on {account_id!r} refused but no cap is exceeded")
+    def reserve(self, accounts: Sequence[str], held: Charge, **where: Any) -> Reservation | Refusal:
+        """Hold ``held`` on every account at once, or on none (see ``Accounts.reserve``)."""
+        return self.accounts.reserve(accounts, held, **where)
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction."""
-        held = reservation.held
-        with self._tx() as conn:
-            deleted = conn.execute(
-                self._reservations.delete().where(self._reservations.c.id == reservation.id)
-            ).rowcount
-            if deleted == 1:
-                for account_id in reservation.accounts:
-                    conn.execute(
-                        _SETTLE,
-                        {
-                            "id": account_id, "held_picos": held.picos, "held_tokens": held.tokens,
-                            "held_calls": held.calls, "picos": spent.picos, "tokens": spent.tokens,
-                            "calls": spent.calls,
-                        },
-                    )
-                conn.execute(self._steps.insert().values(**step))
-            else:
-                # Another process judged this reservation stale and already charged
-                # its worst case; charging again would count the call twice.
-                note = "settled late: its worst case was already charged as unsettled"
-                conn.execute(self._steps.insert().values(**{**step, "note": note, "cost_picos": 0}))
+        self.accounts.settle(reservation, spent, step, self._steps)
+
+    def recover(self) -> list[str]:
+        """Close reservations and tasks left open by dead processes; returns the task ids affected.
+
+        A stale reservation is charged at its worst case (status ``unsettled``);
+        a task whose owning process is gone ends with status ``interrupted``.
+        """
+        touched = self.accounts.recover(self._steps)
+        with self.session() as s:
+            open_tasks = s.exec(
+                select(TaskRecord).where(col(TaskRecord.status).in_(TASK_STATUSES_OPEN))  # type: ignore[call-overload]
+            ).all()
+        for (task,) in open_tasks:
+            host, _, pid = task.owner.rpartition(":")
+            if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                self.finish_task(
+                    task.id, status="interrupted", success=False, output=None,
+                    stop_reason=f"the process running it (pid {pid}) died; its open calls were closed at worst case",
+                )
+                touched.append(task.id)
+        return sorted(set(touched))
 
     def record_step(self, step: Mapping[str, Any]) -> None:
         """Write a step that holds no reservation (a refusal, a free tool call, a cache hit)."""

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+def _counter() -> Any:
+    """A non-null integer column that starts at zero, also for rows inserted by raw SQL."""
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
 
 STEP_KINDS = ("plan", "execute", "tool", "retry", "summarise", "aggregate", "eval", "cache_hit")
 STEP_STATUSES = ("ok", "error", "refused", "unsettled")
+TASK_STATUSES_OPEN = ("running", "awaiting_approval")
 
 
 class TaskRecord(SQLModel, table=True):
@@ -34,6 +40,9 @@ class TaskRecord(SQLModel, table=True):
     output_tokens: int = 0
     calls: int = 0
     plan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    parent_id: str | None = Field(default=None, index=True)
+    depth: int = 0
+    owner: str = ""  # host:pid of the process running it, to spot tasks orphaned by a crash
     created_at: float = Field(index=True)
     finished_at: float | None = None
 
@@ -74,12 +83,16 @@ class AccountRecord(SQLModel, table=True):
     cap_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     cap_tokens: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     cap_calls: int | None = None
-    spent_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    spent_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    spent_calls: int = 0
-    reserved_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    reserved_tokens: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    reserved_calls: int = 0
+    cap_tool_calls: int | None = None
+    spent_picos: int = _counter()
+    spent_tokens: int = _counter()
+    spent_calls: int = _counter()
+    spent_tool_calls: int = _counter()
+    reserved_picos: int = _counter()
+    reserved_tokens: int = _counter()
+    reserved_calls: int = _counter()
+    reserved_tool_calls: int = _counter()
+    killed: int = _counter()
 
 
 class ReservationRecord(SQLModel, table=True):
@@ -89,15 +102,32 @@ class ReservationRecord(SQLModel, table=True):
 
     id: str = Field(primary_key=True)
     task_id: str = Field(index=True)
-    accounts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    accounts: str  # newline-separated account ids
     picos: int = Field(sa_column=Column(BigInteger, nullable=False))
     tokens: int = Field(sa_column=Column(BigInteger, nullable=False))
     calls: int
+    tool_calls: int = 0
     kind: str
     subtask_id: str | None = None
     provider: str | None = None
     model: str | None = None
     tier: str | None = None
+    host: str
     pid: int
     created_at: float
     expires_at: float = Field(index=True)
+
+
+class AlertRecord(SQLModel, table=True):
+    """An alert that fired: an account passed a fraction of a cap. Unique, so it fires once."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("account", "dimension", "threshold"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    dimension: str
+    threshold: float
+    spent: int = Field(sa_column=Column(BigInteger, nullable=False))
+    cap: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: float

@@ -2,7 +2,8 @@
 
 from ._agent import Agent
 from ._budget import Budget
+from ._limits import Limit, Limits
 from ._runtime import Runtime
 from ._task import Outcome, Task, TaskStatus
 
-__all__ = ["Agent", "Budget", "Outcome", "Runtime", "Task", "TaskStatus"]
+__all__ = ["Agent", "Budget", "Limit", "Limits", "Outcome", "Runtime", "Task", "TaskStatus"]

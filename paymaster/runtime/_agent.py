@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..errors import AgentDefinitionError
+from ..errors import AgentDefinitionError, ConfigurationError
+from ..executors import CapPolicy, Tool
 from ..planners._plan import Complexity
 from ._budget import Budget
 
@@ -29,6 +30,8 @@ class Agent:
     budget: ClassVar[Budget] = Budget()
     complexity: ClassVar[Complexity] = Complexity.MODERATE
     routes: ClassVar[Mapping[Complexity, str]] = {}
+    on_cap: ClassVar[Sequence[CapPolicy | str]] = (CapPolicy.HALT,)
+    tools: ClassVar[Sequence[Tool | Callable[..., Any]]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -68,6 +71,20 @@ class Agent:
                 raise AgentDefinitionError(f"{where}: routes[{key!r}] must be a tier name, got {tier!r}")
             routes[complexity] = tier
         cls.routes = routes
+        try:
+            cls.on_cap = tuple(CapPolicy(p) for p in cls.on_cap)
+        except (ValueError, TypeError):
+            raise AgentDefinitionError(
+                f"{where}: on_cap lists what to do at a cap, in order, from {[p.value for p in CapPolicy]}; "
+                f"got {cls.on_cap!r}"
+            ) from None
+        try:
+            cls.tools = tuple(Tool.from_function(t) for t in cls.tools)
+        except ConfigurationError as exc:
+            raise AgentDefinitionError(f"{where}: {exc}") from None
+        names = [t.name for t in cls.tools if isinstance(t, Tool)]
+        if len(set(names)) != len(names):
+            raise AgentDefinitionError(f"{where}: tool names must be unique, got {names}")
 
     def evaluate(self, output: str) -> bool | None:
         """Whether ``output`` counts as a successful outcome (default: it is not empty)."""

@@ -11,29 +11,37 @@ from .._money import to_picos
 from ..ledger import Caps
 
 NonNegativeUSD = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[StrictInt, Field(ge=0)]
 
 
 class Budget(BaseModel):
-    """Hard caps for one task; ``None`` means no cap on that dimension.
+    """Hard caps; ``None`` means no cap on that dimension.
 
-    ``usd`` accepts a string, int or Decimal (``"0.05"``); ``tokens`` caps
-    input plus output tokens; ``steps`` caps model calls.
+    ``usd`` accepts a string, int or Decimal (``"0.05"``). ``tokens`` caps input
+    plus output tokens, ``steps`` model calls, ``tool_calls`` tool calls,
+    ``wall_seconds`` the task's wall-clock time, ``retries`` and ``retry_usd``
+    what retries of failed calls may use, ``depth`` how deep sub-agents may nest.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     usd: NonNegativeUSD | None = None
-    tokens: Annotated[StrictInt, Field(ge=0)] | None = None
-    steps: Annotated[StrictInt, Field(ge=0)] | None = None
+    tokens: Count | None = None
+    steps: Count | None = None
+    tool_calls: Count | None = None
+    wall_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    retries: Count | None = None
+    retry_usd: NonNegativeUSD | None = None
+    depth: Count | None = None
 
-    @field_validator("usd", mode="before")
+    @field_validator("usd", "retry_usd", mode="before")
     @classmethod
     def _no_float_money(cls, value: Any) -> Any:
         # A float such as 0.1 is not the number the user wrote; go through its repr.
         if isinstance(value, float):
             return str(value)
         if isinstance(value, bool):
-            raise ValueError("usd must be a number of dollars such as \"2.50\", not a bool")
+            raise ValueError("must be a number of dollars such as \"2.50\", not a bool")
         return value
 
     def merged(self, override: Budget | None) -> Budget:
@@ -43,9 +51,18 @@ class Budget(BaseModel):
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
     def caps(self) -> Caps:
-        """The caps in ledger units (pico-dollars, tokens, calls)."""
+        """The spend caps in ledger units (pico-dollars, tokens, calls, tool calls)."""
         return Caps(
             picos=None if self.usd is None else to_picos(self.usd),
             tokens=self.tokens,
             calls=self.steps,
+            tool_calls=self.tool_calls,
         )
+
+    def retry_caps(self) -> Caps:
+        """Caps of the retry account: retries count as calls, retry_usd as money."""
+        return Caps(picos=None if self.retry_usd is None else to_picos(self.retry_usd), calls=self.retries)
+
+    def spend_only(self) -> bool:
+        """True when only caps that an account can hold are set (no time, retry or depth caps)."""
+        return self.wall_seconds is None and self.retries is None and self.retry_usd is None and self.depth is None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -11,19 +15,47 @@ from typing import Any
 
 import anyio
 
-from .._money import from_picos
+from .._money import from_picos, to_picos
 from ..errors import ConfigurationError, PaymasterError, PriceUnknownError
-from ..executors import BudgetGuard, BudgetStop, CallContext, Executor, RunCharges, aggregate
-from ..ledger import Ledger, TaskRecord, new_task_id
-from ..planners import Complexity, Plan, PlanContext, Planner, SingleStepPlanner
+from ..executors import (
+    Approver,
+    BudgetGuard,
+    BudgetStop,
+    CallContext,
+    CapPolicy,
+    Executor,
+    RetryPolicy,
+    RunCharges,
+    Tool,
+    aggregate,
+)
+from ..ledger import HOST, Alert, Ledger, TaskRecord, new_task_id
+from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook, parse_price_overrides
 from ..providers._types import Provider
 from ..router import RouteDecision, Router, Tier, TierTable, load_config, tier_table_from_config
+from ._admission import admit
 from ._agent import Agent
 from ._budget import Budget
+from ._limits import Limit, Limits, kill_scopes
 from ._task import Outcome, Task, TaskStatus
 
 _PROVIDER_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+@dataclass
+class _Running:
+    """A task in flight in this process: what the kill switch needs to stop it."""
+
+    task: Task
+    depth: int
+    accounts: tuple[str, ...]
+    max_depth: int | None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    killed: str | None = None
+
+
+_CURRENT: contextvars.ContextVar[_Running | None] = contextvars.ContextVar("paymaster_task", default=None)
 
 
 class Runtime:
@@ -32,9 +64,10 @@ class Runtime:
     ``ledger`` is a database URL or a SQLite path (default ``./paymaster.db``,
     or the PAYMASTER_LEDGER environment variable). ``provider`` serves every
     tier; ``providers`` maps a tier's provider name to the provider serving it.
-    ``config`` is a TOML file with ``[tiers.NAME]``, ``[routes]`` and
-    ``[prices."provider/model"]`` tables; ``tiers``, ``routes`` and ``prices``
-    given in code take precedence over it.
+    ``config`` is a TOML file with ``[tiers.NAME]``, ``[routes]``, ``[limits]``
+    and ``[prices."provider/model"]`` tables; arguments given in code take
+    precedence over it. ``limits`` are day/month budgets per agent, tenant or
+    tag, shared by every process using the same ledger.
     """
 
     def __init__(
@@ -48,6 +81,12 @@ class Runtime:
         prices: str | Path | PriceBook | None = None,
         config: str | Path | None = None,
         planner: Planner | None = None,
+        limits: Iterable[Limit] | None = None,
+        tag_keys: Iterable[str] | None = None,
+        approver: Approver | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+        alert_thresholds: Iterable[float] = (0.8,),
+        retry: RetryPolicy | None = None,
     ) -> None:
         data: Mapping[str, Any] = load_config(config) if config is not None else {}
         where = str(config) if config is not None else "config"
@@ -63,14 +102,27 @@ class Runtime:
             self.prices = PriceBook.from_file(prices) if prices is not None else PriceBook()
             for model_prices in parse_price_overrides(data.get("prices", {}), f"{where}: prices").values():
                 self.prices.set(model_prices)
+        keys = tag_keys if tag_keys is not None else data.get("tag_keys")
+        self.limits = (
+            Limits(limits, keys) if limits is not None else Limits.from_config(data.get("limits", {}), keys, where)
+        )
+        thresholds = tuple(alert_thresholds)
+        if any(not 0 < t <= 1 for t in thresholds):
+            raise ConfigurationError(f"alert_thresholds are fractions of a cap in (0, 1], got {thresholds}")
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         self._owns_ledger = not isinstance(ledger, Ledger)
+        self.ledger.accounts.alert_thresholds = tuple(sorted(thresholds))
+        if on_alert is not None:
+            self.ledger.accounts.listeners.append(on_alert)
+        self.recovered = self.ledger.recover()  # close what a crashed process left open
         self._provider = provider
         self._providers = dict(providers or {})
         self.router = Router(self.tiers)
         self.planner: Planner = planner or SingleStepPlanner()
-        self._guard = BudgetGuard(self.ledger, self.prices, self.provider_for)
+        self.approver = approver
+        self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry)
         self._executor = Executor(self._guard)
+        self._running: dict[str, _Running] = {}
 
     # -- configuration checks ------------------------------------------------
 
@@ -100,6 +152,11 @@ class Runtime:
                     f"[prices.\"{tier.provider}/{tier.model}\"] with input_mtok and output_mtok to your "
                     "config or price file"
                 )
+        if CapPolicy.APPROVE in agent.on_cap and self.approver is None:
+            raise ConfigurationError(
+                f"agent {agent.name!r} asks for approval at its caps (on_cap includes 'approve'), but the "
+                "runtime has no approver: pass Runtime(approver=async_function)"
+            )
 
     # -- running -------------------------------------------------------------
 
@@ -112,47 +169,73 @@ class Runtime:
         tags: Mapping[str, str] | None = None,
         budget: Budget | None = None,
     ) -> Outcome:
-        """Run ``agent`` on ``input`` and return its Outcome; never spends past a cap."""
+        """Run ``agent`` on ``input`` and return its Outcome; never spends past a cap.
+
+        Called from inside another task (a tool that delegates to a sub-agent),
+        the new task nests: it must also fit its parent's task budget, and
+        ``Budget.depth`` bounds how deep such nesting goes.
+        """
         task = self._new_task(agent, input, tenant, tags, budget)
+        parent = _CURRENT.get()
+        running = self._open(task, parent)
         instance = agent()
-        self.ledger.open_task(
-            TaskRecord(
-                id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
-                tags=task.tags, budget=task.budget.model_dump(mode="json", exclude_none=True),
-                input_preview=task.input[:500], created_at=time.time(),
-            )
-        )
-        account = f"task:{task.id}"
-        self.ledger.ensure_account(account, task.budget.caps())
         baseline = self.prices.get(self.tiers.deepest.provider, self.tiers.deepest.model)
-        ctx = CallContext(task_id=task.id, accounts=(account,), charges=RunCharges(), baseline=baseline)
+        ctx = CallContext(
+            task_id=task.id, agent=task.agent, tenant=task.tenant, accounts=running.accounts,
+            retry_account=f"task:{task.id}:retries", charges=RunCharges(), baseline=baseline,
+            policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
+            on_pause=lambda paused: self.ledger.update_task(
+                task.id, status="awaiting_approval" if paused else "running"
+            ),
+        )
         outputs: dict[str, str] = {}
         plan: Plan | None = None
         status, stop_reason = TaskStatus.SUCCEEDED, None
+        token = _CURRENT.set(running)
+        self._running[task.id] = running
         try:
-            planner_tier = self.tiers.deepest
-            plan_ctx = PlanContext(
-                default_complexity=agent.complexity,
-                max_subtasks=8,
-                call=partial(self._guard.call, ctx, planner_tier, kind="plan"),
-                model=planner_tier.model,
-            )
-            plan = await self.planner.plan(task.input, plan_ctx)
-            decisions = self._route(plan, agent)
-            self.ledger.update_task(task.id, plan=_plan_record(plan, decisions))
-            await self._executor.run(ctx, plan, decisions, instance.instructions, outputs)
+            with running.scope, anyio.move_on_after(task.budget.wall_seconds or float("inf")) as clock:
+                if running.max_depth is not None and running.depth > running.max_depth:
+                    raise BudgetStop(f"depth cap reached: sub-agents may nest {running.max_depth} deep")
+                plan = await self._plan(task, agent, ctx)
+                decisions = {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
+                estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instance.instructions)
+                self.ledger.update_task(task.id, plan=_plan_record(plan, decisions, estimate.as_record()))
+                # A one-call plan is checked exactly by its call's reservation; admission
+                # matters when a plan would run out of money part-way.
+                if estimate.refusal is not None and len(plan.subtasks) > 1 and set(agent.on_cap) == {CapPolicy.HALT}:
+                    self.ledger.record_step({
+                        "task_id": task.id, "kind": "plan", "status": "refused", "error": estimate.refusal,
+                        "cost_picos": 0, "reserved_picos": to_picos(estimate.high_usd or Decimal(0)),
+                        "created_at": time.time(), "note": "plan admission",
+                    })
+                    raise BudgetStop(estimate.refusal)
+                tools = [t for t in agent.tools if isinstance(t, Tool)]
+                await self._executor.run(ctx, plan, decisions, instance.instructions, outputs, tools)
+            if running.killed is not None:
+                status, stop_reason = TaskStatus.KILLED, running.killed
+            elif clock.cancelled_caught:
+                status = TaskStatus.BUDGET_EXCEEDED
+                stop_reason = f"wall_seconds cap reached: the task ran for {task.budget.wall_seconds}s"
         except BudgetStop as stop:
-            status, stop_reason = TaskStatus.BUDGET_EXCEEDED, stop.reason
+            status = TaskStatus.KILLED if stop.killed else TaskStatus.BUDGET_EXCEEDED
+            stop_reason = stop.reason
+        except PlanInvalid as invalid:
+            status, stop_reason = TaskStatus.PLAN_INVALID, invalid.reason
+            self.ledger.update_task(task.id, plan={"invalid": invalid.reason, "raw": invalid.raw})
         except PaymasterError as exc:
             status, stop_reason = TaskStatus.FAILED, f"{type(exc).__name__}: {exc}"
         except BaseException as exc:
-            # A bug in agent code or a cancellation: close the task as failed so
-            # the ledger keeps what was spent, then let the exception through.
+            # A bug in agent code or a cancellation from outside: close the task as
+            # failed so the ledger keeps what was spent, then let the exception through.
             self.ledger.finish_task(
                 task.id, status=TaskStatus.FAILED.value, stop_reason=f"{type(exc).__name__}: {exc}",
                 output=aggregate(plan, outputs) if plan is not None else "", success=False,
             )
             raise
+        finally:
+            self._running.pop(task.id, None)
+            _CURRENT.reset(token)
         output = aggregate(plan, outputs) if plan is not None else ""
         success = instance.evaluate(output) if status is TaskStatus.SUCCEEDED else False
         record = self.ledger.finish_task(
@@ -178,6 +261,35 @@ class Runtime:
         """``run`` for code that is not async (starts and ends its own event loop)."""
         return anyio.run(partial(self.run, agent, input, tenant=tenant, tags=tags, budget=budget))
 
+    async def _plan(self, task: Task, agent: type[Agent], ctx: CallContext) -> Plan:
+        planner_tier = self.tiers.deepest
+        plan_ctx = PlanContext(
+            default_complexity=agent.complexity,
+            max_subtasks=8,
+            call=partial(self._guard.call, ctx, planner_tier, kind="plan"),
+            model=planner_tier.model,
+        )
+        return await self.planner.plan(task.input, plan_ctx)
+
+    def _open(self, task: Task, parent: _Running | None) -> _Running:
+        """Record the task and create its accounts: its own, its retries', and every account above it."""
+        chain = self.limits.chain(task.agent, task.tenant, task.tags)
+        own = {f"task:{task.id}": task.budget.caps(), f"task:{task.id}:retries": task.budget.retry_caps()}
+        depth = 0 if parent is None else parent.depth + 1
+        inherited = () if parent is None else parent.accounts
+        caps = [b for b in (task.budget.depth, None if parent is None else parent.max_depth) if b is not None]
+        self.ledger.open_task(
+            TaskRecord(
+                id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
+                tags=task.tags, budget=task.budget.model_dump(mode="json", exclude_none=True),
+                input_preview=task.input[:500], created_at=time.time(), depth=depth,
+                parent_id=None if parent is None else parent.task.id, owner=f"{HOST}:{os.getpid()}",
+            )
+        )
+        self.ledger.accounts.ensure({**own, **chain})
+        accounts = tuple(dict.fromkeys([f"task:{task.id}", *inherited, *chain]))
+        return _Running(task=task, depth=depth, accounts=accounts, max_depth=min(caps) if caps else None)
+
     def _new_task(
         self,
         agent: type[Agent],
@@ -192,12 +304,13 @@ class Runtime:
             )
         if not isinstance(input, str) or not input.strip():
             raise ConfigurationError("run() needs the task input as a non-empty string")
-        if not isinstance(tenant, str) or not tenant:
-            raise ConfigurationError(f"tenant must be a non-empty string, got {tenant!r}")
+        if not isinstance(tenant, str) or not tenant or ":" in tenant:
+            raise ConfigurationError(f"tenant must be a non-empty string without ':', got {tenant!r}")
         clean_tags = dict(tags or {})
         bad = {k: v for k, v in clean_tags.items() if not (isinstance(k, str) and isinstance(v, str))}
         if bad:
             raise ConfigurationError(f"tags must map strings to strings, e.g. {{'team': 'support'}}; got {bad}")
+        self.limits.check_tags(clean_tags)
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigurationError(f"budget must be a paymaster.Budget, got {type(budget).__name__}")
         merged = agent.budget.merged(budget)
@@ -207,8 +320,32 @@ class Runtime:
             tenant=tenant, tags=clean_tags, budget=merged,
         )
 
-    def _route(self, plan: Plan, agent: type[Agent]) -> dict[str, RouteDecision]:
-        return {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
+    # -- the kill switch ---------------------------------------------------------
+
+    def kill(
+        self, *, agent: str | None = None, tenant: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> int:
+        """Stop every running task of an agent, tenant or tag now; returns how many ran in this process.
+
+        Tasks here are cancelled at once (an in-flight call is charged at its
+        worst case); tasks of other processes sharing the ledger are refused at
+        their next call. New tasks in scope are refused until ``revive``.
+        """
+        scopes = kill_scopes(agent, tenant, tags)
+        self.ledger.accounts.set_killed(scopes, True)
+        stopped = 0
+        for running in list(self._running.values()):
+            if any(s in running.accounts for s in scopes):
+                running.killed = f"killed: the kill switch was thrown for {', '.join(scopes)}"
+                running.scope.cancel()
+                stopped += 1
+        return stopped
+
+    def revive(
+        self, *, agent: str | None = None, tenant: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Turn the kill switch off again for an agent, tenant or tag."""
+        self.ledger.accounts.set_killed(kill_scopes(agent, tenant, tags), False)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -226,15 +363,13 @@ class Runtime:
         self.close()
 
 
-def _plan_record(plan: Plan, decisions: Mapping[str, RouteDecision]) -> dict[str, Any]:
+def _plan_record(
+    plan: Plan, decisions: Mapping[str, RouteDecision], estimate: Mapping[str, Any]
+) -> dict[str, Any]:
     return {
         "subtasks": [
-            {
-                **s.model_dump(mode="json"),
-                "tier": decisions[s.id].tier.name,
-                "reason": decisions[s.id].reason,
-            }
+            {**s.model_dump(mode="json"), "tier": decisions[s.id].tier.name, "reason": decisions[s.id].reason}
             for s in plan.subtasks
-        ]
+        ],
+        "estimate": dict(estimate),
     }
-

@@ -15,9 +15,13 @@ class TaskStatus(StrEnum):
     """How a task ended."""
 
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     BUDGET_EXCEEDED = "budget_exceeded"
+    KILLED = "killed"
+    PLAN_INVALID = "plan_invalid"
+    INTERRUPTED = "interrupted"
 
 
 class Task(BaseModel):

@@ -1,0 +1,107 @@
+"""What to do when a call does not fit: halt, downgrade, truncate context, or ask for approval."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from .._money import fmt_usd, from_picos
+from ..ledger import Refusal
+from ..pricing import ModelPrices, bound_prompt_tokens
+from ..providers._types import Message, ModelRequest
+from ..router import Tier, TierTable
+
+_TRUNCATED = "[earlier context cut to fit the budget]\n"
+_MIN_CONTENT_BYTES = 200  # below this a truncated prompt is no longer the task
+
+
+class CapPolicy(StrEnum):
+    """A response to a refused call, tried in the order an agent lists them."""
+
+    HALT = "halt"
+    DOWNGRADE = "downgrade"
+    TRUNCATE = "truncate"
+    APPROVE = "approve"
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A task asks for more room on an account; the approver may take as long as it likes."""
+
+    task_id: str
+    agent: str
+    tenant: str
+    account: str
+    dimension: str
+    cap: int
+    used: int
+    needed: int
+    reason: str
+
+    @property
+    def shortfall(self) -> int:
+        """How much the cap must grow for the call to fit, in the dimension's unit."""
+        return self.used + self.needed - self.cap
+
+    @property
+    def shortfall_usd(self) -> Decimal | None:
+        """The shortfall in dollars, for a USD cap."""
+        return from_picos(self.shortfall) if self.dimension == "usd" else None
+
+
+Approver = Callable[[ApprovalRequest], Awaitable[bool]]
+
+
+def describe_refusal(refusal: Refusal) -> str:
+    """A sentence saying which cap refused a call and by how much."""
+    if refusal.dimension == "killed":
+        return f"killed: the kill switch is on for {refusal.account}"
+    if refusal.dimension == "usd":
+        cap, used, need = (fmt_usd(from_picos(v)) for v in (refusal.cap, refusal.used, refusal.needed))
+        unit = ""
+    else:
+        cap, used, need = str(refusal.cap), str(refusal.used), str(refusal.needed)
+        unit = {"tokens": " tokens", "calls": " model calls", "tool_calls": " tool calls"}[refusal.dimension]
+    return (
+        f"{refusal.dimension} cap of account {refusal.account} reached: the call's worst case of {need}{unit} "
+        f"does not fit ({used}{unit} of {cap}{unit} already spent or reserved)"
+    )
+
+
+def downgrade(tiers: TierTable, tier: Tier, request: ModelRequest) -> tuple[Tier, ModelRequest] | None:
+    """The next cheaper tier and the request re-aimed at it, or None at the cheapest tier."""
+    rank = tiers.rank(tier.name)
+    if rank == 0:
+        return None
+    cheaper = tiers.tiers[rank - 1]
+    return cheaper, request.model_copy(update={"model": cheaper.model, "max_tokens": cheaper.max_tokens})
+
+
+def truncate_to_fit(request: ModelRequest, refusal: Refusal, prices: ModelPrices | None) -> ModelRequest | None:
+    """Cut the oldest part of the last user message so the call's worst case fits what is left."""
+    if refusal.dimension == "tokens":
+        allowed = refusal.remaining - request.max_tokens
+    elif refusal.dimension == "usd" and prices is not None:
+        rates = prices.rates_for(bound_prompt_tokens(request))
+        out_picos = request.max_tokens * rates.output * 10**6
+        in_picos = max(rates.input, rates.cache_write) * 10**6
+        if in_picos <= 0:
+            return None
+        allowed = int((refusal.remaining - out_picos) / in_picos)
+    else:
+        return None
+    users = [i for i, m in enumerate(request.messages) if m.role == "user"]
+    if not users:
+        return None
+    last = users[-1]
+    content = request.messages[last].content.encode("utf-8")
+    others = bound_prompt_tokens(request) - len(content)
+    room = allowed - others - len(_TRUNCATED.encode())
+    if room < _MIN_CONTENT_BYTES or room >= len(content):
+        return None
+    kept = content[len(content) - room :].decode("utf-8", errors="ignore")
+    messages = list(request.messages)
+    messages[last] = Message(role="user", content=_TRUNCATED + kept)
+    return request.model_copy(update={"messages": tuple(messages)})

@@ -1,0 +1,91 @@
+"""Tools: typed Python functions a model may call, each optionally priced per call."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, get_type_hints, overload
+
+import anyio
+from pydantic import BaseModel, ValidationError, create_model
+
+from ..errors import ConfigurationError
+from ..providers._types import ToolSpec
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model can call; ``price_usd`` is charged per call against the budget."""
+
+    fn: Callable[..., Any]
+    name: str
+    description: str
+    price_usd: Decimal | None
+    arguments: type[BaseModel] = field(repr=False)
+
+    @classmethod
+    def from_function(
+        cls, fn: Callable[..., Any] | Tool, *, name: str | None = None, price_usd: Decimal | str | None = None
+    ) -> Tool:
+        """Build a tool from a type-annotated function; its docstring is the description."""
+        if isinstance(fn, Tool):
+            return fn
+        if not callable(fn):
+            raise ConfigurationError(f"a tool must be a function, got {fn!r}")
+        tool_name = name or fn.__name__
+        hints = get_type_hints(fn)
+        fields: dict[str, Any] = {}
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ConfigurationError(f"tool {tool_name!r}: *args/**kwargs cannot be described to a model")
+            if param.name not in hints:
+                raise ConfigurationError(
+                    f"tool {tool_name!r}: parameter {param.name!r} needs a type annotation so the model "
+                    "knows what to pass"
+                )
+            default = ... if param.default is param.empty else param.default
+            fields[param.name] = (hints[param.name], default)
+        price = None if price_usd is None else Decimal(str(price_usd))
+        if price is not None and (not price.is_finite() or price < 0):
+            raise ConfigurationError(f"tool {tool_name!r}: price_usd must be >= 0, got {price_usd!r}")
+        model = create_model(f"{tool_name}_arguments", **fields)
+        return cls(fn, tool_name, inspect.getdoc(fn) or "", price, model)
+
+    def spec(self) -> ToolSpec:
+        """The tool as offered to a model: name, description, JSON schema of its arguments."""
+        schema = self.arguments.model_json_schema()
+        schema.pop("title", None)
+        return ToolSpec(name=self.name, description=self.description, parameters=schema)
+
+    async def invoke(self, arguments: dict[str, Any]) -> str:
+        """Validate ``arguments``, run the function (sync ones in a worker thread) and return text."""
+        try:
+            parsed = self.arguments.model_validate(arguments)
+        except ValidationError as exc:
+            return f"error: invalid arguments for {self.name}: {exc.errors(include_url=False)}"
+        kwargs = dict(parsed)
+        if inspect.iscoroutinefunction(self.fn):
+            result = await self.fn(**kwargs)
+        else:
+            result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs))
+        return result if isinstance(result, str) else json.dumps(result, default=str)
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, price_usd: Decimal | str | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, price_usd: Decimal | str | None = None
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Decorator: turn a typed function into a Tool, optionally priced (``@tool(price_usd="0.002")``)."""
+    if fn is not None:
+        return Tool.from_function(fn)
+    return lambda f: Tool.from_function(f, name=name, price_usd=price_usd)

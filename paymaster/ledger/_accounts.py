@@ -1,0 +1,307 @@
+"""Budget accounts: atomic reservations across a chain of accounts, settlement, alerts, kills, recovery.
+
+An account row holds caps, ``spent`` and ``reserved`` for four dimensions
+(pico-dollars, tokens, model calls, tool calls). Reserving is one conditional
+UPDATE over every account of the chain inside one write transaction: if any
+row refuses, nothing is held. Settling moves the hold to ``spent`` in the same
+transaction that writes the step row, so there is never a paid call without
+its row, nor a row without its charge.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, text
+
+from ..errors import LedgerError
+
+RESERVATION_TTL_SECONDS = 15 * 60
+HOST = socket.gethostname()
+DIMENSIONS = ("picos", "tokens", "calls", "tool_calls")
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """An amount held or spent: pico-dollars, tokens, model calls and tool calls."""
+
+    picos: int = 0
+    tokens: int = 0
+    calls: int = 0
+    tool_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Limits of one account; ``None`` means unlimited."""
+
+    picos: int | None = None
+    tokens: int | None = None
+    calls: int | None = None
+    tool_calls: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A hold on every account of a chain, to be settled once the call's cost is known."""
+
+    id: str
+    accounts: tuple[str, ...]
+    held: Charge
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a reservation did not fit: the account and the cap it would have passed (or a kill)."""
+
+    account: str
+    dimension: str  # "usd", "tokens", "calls", "tool_calls" or "killed"
+    cap: int
+    used: int  # spent + reserved at the time of the refusal
+    needed: int
+
+    @property
+    def remaining(self) -> int:
+        """What was still free on the refusing account, in the dimension's unit."""
+        return max(self.cap - self.used, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An account's spend passed a fraction of one of its caps (fired once per threshold)."""
+
+    account: str
+    dimension: str
+    threshold: float
+    spent: int
+    cap: int
+
+
+_SET_HOLD = ", ".join(f"reserved_{d} = reserved_{d} + :{d}" for d in DIMENSIONS)
+_FITS = " AND ".join(f"(cap_{d} IS NULL OR spent_{d} + reserved_{d} + :{d} <= cap_{d})" for d in DIMENSIONS)
+_RESERVE = text(f"UPDATE accounts SET {_SET_HOLD} WHERE id IN :ids AND killed = 0 AND {_FITS}").bindparams(
+    bindparam("ids", expanding=True)
+)
+_SET_SETTLE = ", ".join(
+    f"reserved_{d} = reserved_{d} - :held_{d}, spent_{d} = spent_{d} + :{d}" for d in DIMENSIONS
+)
+_RETURN = ", ".join(f"spent_{d}, cap_{d}" for d in DIMENSIONS)
+_SETTLE = text(f"UPDATE accounts SET {_SET_SETTLE} WHERE id IN :ids RETURNING id, {_RETURN}").bindparams(
+    bindparam("ids", expanding=True)
+)
+_UNIT = {"picos": "usd", "tokens": "tokens", "calls": "calls", "tool_calls": "tool_calls"}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Accounts:
+    """The per-call path over the ``accounts`` and ``reservations`` tables."""
+
+    def __init__(self, tx: Callable[[], Any], alert_thresholds: Sequence[float] = (0.8,)) -> None:
+        self._tx = tx
+        self.alert_thresholds = tuple(sorted(alert_thresholds))
+        self.listeners: list[Callable[[Alert], None]] = []
+
+    # -- accounts ------------------------------------------------------------
+
+    def ensure(self, accounts: Mapping[str, Caps | None]) -> None:
+        """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
+        with self._tx() as conn:
+            for account_id, caps in accounts.items():
+                c = caps or Caps()
+                params = {"id": account_id, **{f"cap_{d}": getattr(c, d) for d in DIMENSIONS}}
+                cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
+                vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
+                update = (
+                    "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS)
+                    if caps is not None
+                    else "DO NOTHING"
+                )
+                conn.execute(
+                    text(f"INSERT INTO accounts (id, {cols}) VALUES (:id, {vals}) ON CONFLICT (id) {update}"),
+                    params,
+                )
+
+    def raise_cap(self, account_id: str, dimension: str, by: int) -> None:
+        """Add ``by`` to an account's cap in ``dimension`` (an approval granting more room)."""
+        column = {v: k for k, v in _UNIT.items()}[dimension]
+        with self._tx() as conn:
+            conn.execute(
+                text(f"UPDATE accounts SET cap_{column} = cap_{column} + :by WHERE id = :id"),
+                {"by": by, "id": account_id},
+            )
+
+    def set_killed(self, account_ids: Iterable[str], killed: bool) -> None:
+        """Set or clear the kill flag on accounts (creating them if needed)."""
+        ids = list(account_ids)
+        self.ensure(dict.fromkeys(ids))
+        with self._tx() as conn:
+            conn.execute(
+                text("UPDATE accounts SET killed = :k WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),
+                {"k": 1 if killed else 0, "ids": ids},
+            )
+
+    # -- reserve and settle -----------------------------------------------------
+
+    def reserve(
+        self,
+        accounts: Sequence[str],
+        held: Charge,
+        *,
+        task_id: str,
+        kind: str,
+        subtask_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        tier: str | None = None,
+        ttl_seconds: float = RESERVATION_TTL_SECONDS,
+    ) -> Reservation | Refusal:
+        """Hold ``held`` on every account at once, or on none."""
+        ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
+        now = time.time()
+        rid = uuid.uuid4().hex
+        with self._tx() as conn:
+            updated = conn.execute(_RESERVE, {"ids": ids, **_charge_params(held)}).rowcount
+            if updated != len(ids):
+                refusal = self._why_refused(conn, ids, held)
+                conn.rollback()
+                return refusal
+            conn.execute(
+                text(
+                    "INSERT INTO reservations (id, task_id, accounts, picos, tokens, calls, tool_calls, kind,"
+                    " subtask_id, provider, model, tier, host, pid, created_at, expires_at) VALUES (:id, :task_id,"
+                    " :accounts, :picos, :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model,"
+                    " :tier, :host, :pid, :created_at, :expires_at)"
+                ),
+                {
+                    "id": rid, "task_id": task_id, "accounts": "\n".join(ids), **_charge_params(held),
+                    "kind": kind, "subtask_id": subtask_id, "provider": provider, "model": model, "tier": tier,
+                    "host": HOST, "pid": os.getpid(), "created_at": now, "expires_at": now + ttl_seconds,
+                },
+            )
+        return Reservation(rid, tuple(ids), held)
+
+    @staticmethod
+    def _why_refused(conn: Connection, ids: Sequence[str], held: Charge) -> Refusal:
+        cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}" for d in DIMENSIONS)
+        rows = conn.execute(
+            text(f"SELECT id, killed, {cols} FROM accounts WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": list(ids)},
+        ).all()
+        missing = set(ids) - {r[0] for r in rows}
+        if missing:
+            raise LedgerError(f"budget account(s) {sorted(missing)} do not exist; they must be created before use")
+        for row in rows:
+            if row[1]:
+                return Refusal(row[0], "killed", 0, 0, 0)
+        for row in rows:
+            for i, d in enumerate(DIMENSIONS):
+                cap, used, need = row[2 + 2 * i], row[3 + 2 * i], getattr(held, d)
+                if cap is not None and used + need > cap:
+                    return Refusal(row[0], _UNIT[d], int(cap), int(used), need)
+        raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
+
+    def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any], steps_table: Any) -> None:
+        """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
+        fired: list[Alert] = []
+        with self._tx() as conn:
+            gone = conn.execute(text("DELETE FROM reservations WHERE id = :id"), {"id": reservation.id}).rowcount
+            if gone != 1:
+                # Recovery judged this reservation stale and charged its worst case
+                # already; charging again would count the call twice.
+                late = "settled after recovery had closed it at its worst case; not charged again"
+                conn.execute(steps_table.insert().values(**{**step, "note": late, "cost_picos": 0}))
+                return
+            params = {"ids": list(reservation.accounts), **_charge_params(spent)}
+            params.update({f"held_{d}": getattr(reservation.held, d) for d in DIMENSIONS})
+            rows = conn.execute(_SETTLE, params).all()
+            conn.execute(steps_table.insert().values(**step))
+            if self.alert_thresholds:
+                fired = self._alerts(conn, rows, spent)
+        for alert in fired:
+            for listener in self.listeners:
+                listener(alert)
+
+    def _alerts(self, conn: Connection, rows: Sequence[Any], spent: Charge) -> list[Alert]:
+        fired: list[Alert] = []
+        for row in rows:
+            for i, d in enumerate(DIMENSIONS):
+                now_spent, cap = row[1 + 2 * i], row[2 + 2 * i]
+                delta = getattr(spent, d)
+                if cap is None or cap <= 0 or delta <= 0:
+                    continue
+                before = now_spent - delta
+                for threshold in self.alert_thresholds:
+                    line = threshold * cap
+                    if before < line <= now_spent:
+                        inserted = conn.execute(
+                            text(
+                                "INSERT INTO alerts (account, dimension, threshold, spent, cap, created_at)"
+                                " VALUES (:a, :d, :t, :s, :c, :at) ON CONFLICT DO NOTHING"
+                            ),
+                            {"a": row[0], "d": _UNIT[d], "t": threshold, "s": now_spent, "c": cap, "at": time.time()},
+                        ).rowcount
+                        if inserted == 1:
+                            fired.append(Alert(row[0], _UNIT[d], threshold, int(now_spent), int(cap)))
+        return fired
+
+    # -- recovery -----------------------------------------------------------------
+
+    def recover(self, steps_table: Any, now: float | None = None) -> list[str]:
+        """Close reservations whose process died or whose time ran out, at their worst case.
+
+        The provider may have billed such a call, so its worst case stays counted
+        as spent and a step row of status ``unsettled`` says so: spend can be
+        over-stated, never under-stated. Returns the ids of the tasks affected.
+        """
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
+                    " model, tier, host, pid, created_at, expires_at FROM reservations"
+                )
+            ).all()
+        stale = [r for r in rows if r[15] < now or (r[12] == HOST and r[13] != os.getpid() and not pid_alive(r[13]))]
+        tasks: list[str] = []
+        for r in stale:
+            held = Charge(picos=r[3], tokens=r[4], calls=r[5], tool_calls=r[6])
+            why = "its process died mid-call" if r[15] >= now else "it outlived its time limit"
+            with self._tx() as conn:
+                if conn.execute(text("DELETE FROM reservations WHERE id = :id"), {"id": r[0]}).rowcount != 1:
+                    continue  # another process recovered it first
+                params = {"ids": r[2].split("\n"), **_charge_params(held)}
+                params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
+                conn.execute(_SETTLE, params)
+                conn.execute(
+                    steps_table.insert().values(
+                        task_id=r[1], subtask_id=r[8], kind=r[7], status="unsettled", provider=r[9], model=r[10],
+                        tier=r[11], cost_picos=held.picos, reserved_picos=held.picos, created_at=time.time(),
+                        note=(
+                            f"reservation closed at its worst case because {why} (pid {r[13]} on {r[12]}); "
+                            "the provider may have billed the call"
+                        ),
+                    )
+                )
+            tasks.append(r[1])
+        return tasks
+
+
+def _charge_params(c: Charge) -> dict[str, int]:
+    return {d: getattr(c, d) for d in DIMENSIONS}

@@ -1,0 +1,84 @@
+"""Plan admission: estimate a plan's cost range before it runs, and refuse it when it cannot fit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, text
+
+from .._money import fmt_usd, from_picos, to_picos
+from ..ledger import Ledger
+from ..planners import Plan
+from ..pricing import PriceBook
+from ..pricing._tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, count_tokens
+from ..providers._types import Usage
+from ..router import RouteDecision
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A plan's cost range (one model call per subtask) and what its accounts have left."""
+
+    low_usd: Decimal | None
+    high_usd: Decimal | None
+    left_usd: Decimal | None
+    account: str | None
+    refusal: str | None
+
+    def as_record(self) -> dict[str, Any]:
+        """The estimate as JSON-ready strings for the task's plan record."""
+        return {k: None if v is None else str(v) for k, v in
+                (("low_usd", self.low_usd), ("high_usd", self.high_usd), ("left_usd", self.left_usd))}
+
+
+def _left(ledger: Ledger, accounts: Sequence[str]) -> tuple[int | None, str | None]:
+    stmt = text(
+        "SELECT id, cap_picos - spent_picos - reserved_picos FROM accounts"
+        " WHERE id IN :ids AND cap_picos IS NOT NULL"
+    ).bindparams(bindparam("ids", expanding=True))
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(stmt, {"ids": list(accounts)}).all()
+        conn.rollback()
+    if not rows:
+        return None, None
+    account, left = min(rows, key=lambda r: int(r[1]))
+    return int(left), str(account)
+
+
+def admit(
+    ledger: Ledger,
+    prices: PriceBook,
+    accounts: Sequence[str],
+    plan: Plan,
+    decisions: Mapping[str, RouteDecision],
+    instructions: str,
+) -> Estimate:
+    """Estimate ``plan``'s cost range and compare its upper bound with the tightest account's room."""
+    low = high = Decimal(0)
+    known = True
+    by_id = {s.id: s for s in plan.subtasks}
+    for s in plan.subtasks:
+        tier = decisions[s.id].tier
+        model_prices = prices.get(tier.provider, tier.model)
+        if model_prices is None:
+            known = False
+            break
+        fixed = REQUEST_OVERHEAD_TOKENS + 2 * MESSAGE_OVERHEAD_TOKENS
+        context_tokens = sum(decisions[d].tier.max_tokens for d in s.depends_on if d in by_id)
+        estimate = count_tokens(instructions) + count_tokens(s.goal) + fixed
+        bound = len(instructions.encode()) + len(s.goal.encode()) + fixed + context_tokens
+        low += model_prices.cost(Usage(input_tokens=estimate, output_tokens=1))
+        high += model_prices.worst_case(bound, tier.max_tokens)
+    left, account = _left(ledger, accounts)
+    if not known:
+        return Estimate(None, None, None if left is None else from_picos(left), account, None)
+    refusal = None
+    if left is not None and to_picos(high) > left:
+        refusal = (
+            f"plan admission: the plan may cost up to {fmt_usd(high)} (at least {fmt_usd(low)}), more than the "
+            f"{fmt_usd(from_picos(max(left, 0)))} left on account {account}"
+        )
+    return Estimate(low, high, None if left is None else from_picos(left), account, refusal)
