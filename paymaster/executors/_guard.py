@@ -216,7 +216,7 @@ class BudgetGuard:
             # A call that timed out or was cancelled mid-flight may still have been
             # billed: count its worst case, so spend is over-stated, never under-stated.
             billed = isinstance(exc, ProviderTimeoutError) or not isinstance(exc, Exception)
-            spent = held if billed else Charge()
+            spent = held if billed else Charge(calls=1)  # an attempt counts as a call, paid or not
             error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
             # The ledger write is synchronous, so a pending cancellation cannot cut it short.
             self.ledger.settle(

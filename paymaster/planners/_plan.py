@@ -87,7 +87,7 @@ class PlanContext:
     model: str
 
 
-class PlanInvalid(Exception):  # noqa: N818 - a control-flow signal: the run ends with status plan_invalid
+class PlanInvalid(Exception):
     """The planner could not produce a valid plan, even after its repair attempt."""
 
     def __init__(self, reason: str, raw: str) -> None:
