@@ -233,6 +233,10 @@ class BudgetGuard:
         cost = prices.cost(usage) if prices is not None else None
         baseline = ctx.baseline.cost(usage) if ctx.baseline is not None else None
         cost_picos = None if cost is None else to_picos(cost)
+        if cost_picos is not None and cost_picos > held.picos:
+            # Only a provider that counts more tokens than the prompt has bytes gets here;
+            # record it rather than hide it.
+            step["note"] = f"provider reported usage above the reserved worst case ({usage.input_tokens} input tokens)"
         self.ledger.settle(
             reservation,
             Charge(picos=cost_picos or 0, tokens=usage.total_tokens, calls=1),

@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from pydantic_core import PydanticUndefined
 
 from ..errors import LedgerError
+from ._sql import SqlRunner, Tx, in_list
+from ._tables import StepRecord
 
 RESERVATION_TTL_SECONDS = 15 * 60
 HOST = socket.gethostname()
@@ -85,20 +87,28 @@ class Alert:
 
 _SET_HOLD = ", ".join(f"reserved_{d} = reserved_{d} + :{d}" for d in DIMENSIONS)
 _FITS = " AND ".join(f"(cap_{d} IS NULL OR spent_{d} + reserved_{d} + :{d} <= cap_{d})" for d in DIMENSIONS)
-_RESERVE = text(f"UPDATE accounts SET {_SET_HOLD} WHERE id IN :ids AND killed = 0 AND {_FITS}").bindparams(
-    bindparam("ids", expanding=True)
-)
 _SET_SETTLE = ", ".join(
     f"reserved_{d} = reserved_{d} - :held_{d}, spent_{d} = spent_{d} + :{d}" for d in DIMENSIONS
 )
 _RETURN = ", ".join(f"spent_{d}, cap_{d}" for d in DIMENSIONS)
-_SETTLE = text(f"UPDATE accounts SET {_SET_SETTLE} WHERE id IN :ids RETURNING id, {_RETURN}").bindparams(
-    bindparam("ids", expanding=True)
-)
 _UNIT = {"picos": "usd", "tokens": "tokens", "calls": "calls", "tool_calls": "tool_calls"}
+_STEP_COLUMNS = [c for c in StepRecord.model_fields if c != "id"]
+_STEP_DEFAULTS = {
+    c: f.default for c, f in StepRecord.model_fields.items() if c != "id" and f.default is not PydanticUndefined
+}
+_INSERT_STEP = (
+    f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) VALUES ({', '.join(':' + c for c in _STEP_COLUMNS)})"
+)
+_INSERT_RESERVATION = (
+    "INSERT INTO reservations (id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id,"
+    " provider, model, tier, host, pid, created_at, expires_at) VALUES (:id, :task_id, :accounts, :picos,"
+    " :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model, :tier, :host, :pid, :created_at,"
+    " :expires_at)"
+)
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -108,11 +118,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def insert_step(tx: Tx, step: Mapping[str, Any]) -> None:
+    """Write one step row (every column, defaults filled in)."""
+    tx.execute(_INSERT_STEP, {**_STEP_DEFAULTS, **step})
+
+
 class Accounts:
     """The per-call path over the ``accounts`` and ``reservations`` tables."""
 
-    def __init__(self, tx: Callable[[], Any], alert_thresholds: Sequence[float] = (0.8,)) -> None:
-        self._tx = tx
+    def __init__(self, sql: SqlRunner, alert_thresholds: Sequence[float] = (0.8,)) -> None:
+        self._sql = sql
         self.alert_thresholds = tuple(sorted(alert_thresholds))
         self.listeners: list[Callable[[Alert], None]] = []
 
@@ -120,40 +135,35 @@ class Accounts:
 
     def ensure(self, accounts: Mapping[str, Caps | None]) -> None:
         """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
-        with self._tx() as conn:
+        cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
+        vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
+        with self._sql.tx() as tx:
             for account_id, caps in accounts.items():
                 c = caps or Caps()
-                params = {"id": account_id, **{f"cap_{d}": getattr(c, d) for d in DIMENSIONS}}
-                cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
-                vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
                 update = (
                     "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS)
                     if caps is not None
                     else "DO NOTHING"
                 )
-                conn.execute(
-                    text(f"INSERT INTO accounts (id, {cols}) VALUES (:id, {vals}) ON CONFLICT (id) {update}"),
-                    params,
+                tx.execute(
+                    f"INSERT INTO accounts (id, {cols}) VALUES (:id, {vals}) ON CONFLICT (id) {update}",
+                    {"id": account_id, **{f"cap_{d}": getattr(c, d) for d in DIMENSIONS}},
                 )
 
     def raise_cap(self, account_id: str, dimension: str, by: int) -> None:
         """Add ``by`` to an account's cap in ``dimension`` (an approval granting more room)."""
         column = {v: k for k, v in _UNIT.items()}[dimension]
-        with self._tx() as conn:
-            conn.execute(
-                text(f"UPDATE accounts SET cap_{column} = cap_{column} + :by WHERE id = :id"),
-                {"by": by, "id": account_id},
-            )
+        with self._sql.tx() as tx:
+            tx.execute(f"UPDATE accounts SET cap_{column} = cap_{column} + :by WHERE id = :id",
+                       {"by": by, "id": account_id})
 
     def set_killed(self, account_ids: Iterable[str], killed: bool) -> None:
         """Set or clear the kill flag on accounts (creating them if needed)."""
         ids = list(account_ids)
         self.ensure(dict.fromkeys(ids))
-        with self._tx() as conn:
-            conn.execute(
-                text("UPDATE accounts SET killed = :k WHERE id IN :ids").bindparams(bindparam("ids", expanding=True)),
-                {"k": 1 if killed else 0, "ids": ids},
-            )
+        members, params = in_list("a", ids)
+        with self._sql.tx() as tx:
+            tx.execute(f"UPDATE accounts SET killed = :k WHERE id IN {members}", {"k": 1 if killed else 0, **params})
 
     # -- reserve and settle -----------------------------------------------------
 
@@ -172,21 +182,19 @@ class Accounts:
     ) -> Reservation | Refusal:
         """Hold ``held`` on every account at once, or on none."""
         ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
+        members, params = in_list("a", ids)
         now = time.time()
         rid = uuid.uuid4().hex
-        with self._tx() as conn:
-            updated = conn.execute(_RESERVE, {"ids": ids, **_charge_params(held)}).rowcount
+        with self._sql.tx() as tx:
+            updated = tx.execute(
+                f"UPDATE accounts SET {_SET_HOLD} WHERE id IN {members} AND killed = 0 AND {_FITS}",
+                {**params, **_charge_params(held)},
+            ).rowcount
             if updated != len(ids):
-                refusal = self._why_refused(conn, ids, held)
-                conn.rollback()
-                return refusal
-            conn.execute(
-                text(
-                    "INSERT INTO reservations (id, task_id, accounts, picos, tokens, calls, tool_calls, kind,"
-                    " subtask_id, provider, model, tier, host, pid, created_at, expires_at) VALUES (:id, :task_id,"
-                    " :accounts, :picos, :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model,"
-                    " :tier, :host, :pid, :created_at, :expires_at)"
-                ),
+                tx.abort()
+                return self._why_refused(tx, ids, held)
+            tx.execute(
+                _INSERT_RESERVATION,
                 {
                     "id": rid, "task_id": task_id, "accounts": "\n".join(ids), **_charge_params(held),
                     "kind": kind, "subtask_id": subtask_id, "provider": provider, "model": model, "tier": tier,
@@ -196,14 +204,10 @@ class Accounts:
         return Reservation(rid, tuple(ids), held)
 
     @staticmethod
-    def _why_refused(conn: Connection, ids: Sequence[str], held: Charge) -> Refusal:
+    def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
         cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}" for d in DIMENSIONS)
-        rows = conn.execute(
-            text(f"SELECT id, killed, {cols} FROM accounts WHERE id IN :ids").bindparams(
-                bindparam("ids", expanding=True)
-            ),
-            {"ids": list(ids)},
-        ).all()
+        members, params = in_list("a", ids)
+        rows = tx.execute(f"SELECT id, killed, {cols} FROM accounts WHERE id IN {members}", params).fetchall()
         missing = set(ids) - {r[0] for r in rows}
         if missing:
             raise LedgerError(f"budget account(s) {sorted(missing)} do not exist; they must be created before use")
@@ -217,28 +221,35 @@ class Accounts:
                     return Refusal(row[0], _UNIT[d], int(cap), int(used), need)
         raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
 
-    def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any], steps_table: Any) -> None:
+    def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
         fired: list[Alert] = []
-        with self._tx() as conn:
-            gone = conn.execute(text("DELETE FROM reservations WHERE id = :id"), {"id": reservation.id}).rowcount
+        with self._sql.tx() as tx:
+            gone = tx.execute("DELETE FROM reservations WHERE id = :id", {"id": reservation.id}).rowcount
             if gone != 1:
                 # Recovery judged this reservation stale and charged its worst case
                 # already; charging again would count the call twice.
                 late = "settled after recovery had closed it at its worst case; not charged again"
-                conn.execute(steps_table.insert().values(**{**step, "note": late, "cost_picos": 0}))
+                insert_step(tx, {**step, "note": late, "cost_picos": 0})
                 return
-            params = {"ids": list(reservation.accounts), **_charge_params(spent)}
-            params.update({f"held_{d}": getattr(reservation.held, d) for d in DIMENSIONS})
-            rows = conn.execute(_SETTLE, params).all()
-            conn.execute(steps_table.insert().values(**step))
+            rows = self._move(tx, reservation.accounts, reservation.held, spent)
+            insert_step(tx, step)
             if self.alert_thresholds:
-                fired = self._alerts(conn, rows, spent)
+                fired = self._alerts(tx, rows, spent)
         for alert in fired:
             for listener in self.listeners:
                 listener(alert)
 
-    def _alerts(self, conn: Connection, rows: Sequence[Any], spent: Charge) -> list[Alert]:
+    @staticmethod
+    def _move(tx: Tx, accounts: Sequence[str], held: Charge, spent: Charge) -> Sequence[Any]:
+        members, params = in_list("a", accounts)
+        params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
+        return tx.execute(
+            f"UPDATE accounts SET {_SET_SETTLE} WHERE id IN {members} RETURNING id, {_RETURN}",
+            {**params, **_charge_params(spent)},
+        ).fetchall()
+
+    def _alerts(self, tx: Tx, rows: Sequence[Any], spent: Charge) -> list[Alert]:
         fired: list[Alert] = []
         for row in rows:
             for i, d in enumerate(DIMENSIONS):
@@ -248,13 +259,10 @@ class Accounts:
                     continue
                 before = now_spent - delta
                 for threshold in self.alert_thresholds:
-                    line = threshold * cap
-                    if before < line <= now_spent:
-                        inserted = conn.execute(
-                            text(
-                                "INSERT INTO alerts (account, dimension, threshold, spent, cap, created_at)"
-                                " VALUES (:a, :d, :t, :s, :c, :at) ON CONFLICT DO NOTHING"
-                            ),
+                    if before < threshold * cap <= now_spent:
+                        inserted = tx.execute(
+                            "INSERT INTO alerts (account, dimension, threshold, spent, cap, created_at)"
+                            " VALUES (:a, :d, :t, :s, :c, :at) ON CONFLICT DO NOTHING",
                             {"a": row[0], "d": _UNIT[d], "t": threshold, "s": now_spent, "c": cap, "at": time.time()},
                         ).rowcount
                         if inserted == 1:
@@ -263,7 +271,7 @@ class Accounts:
 
     # -- recovery -----------------------------------------------------------------
 
-    def recover(self, steps_table: Any, now: float | None = None) -> list[str]:
+    def recover(self, now: float | None = None) -> list[str]:
         """Close reservations whose process died or whose time ran out, at their worst case.
 
         The provider may have billed such a call, so its worst case stays counted
@@ -271,34 +279,29 @@ class Accounts:
         over-stated, never under-stated. Returns the ids of the tasks affected.
         """
         now = time.time() if now is None else now
-        with self._tx() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
-                    " model, tier, host, pid, created_at, expires_at FROM reservations"
-                )
-            ).all()
+        with self._sql.tx() as tx:
+            rows = tx.execute(
+                "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
+                " model, tier, host, pid, created_at, expires_at FROM reservations"
+            ).fetchall()
         stale = [r for r in rows if r[15] < now or (r[12] == HOST and r[13] != os.getpid() and not pid_alive(r[13]))]
         tasks: list[str] = []
         for r in stale:
             held = Charge(picos=r[3], tokens=r[4], calls=r[5], tool_calls=r[6])
             why = "its process died mid-call" if r[15] >= now else "it outlived its time limit"
-            with self._tx() as conn:
-                if conn.execute(text("DELETE FROM reservations WHERE id = :id"), {"id": r[0]}).rowcount != 1:
+            with self._sql.tx() as tx:
+                if tx.execute("DELETE FROM reservations WHERE id = :id", {"id": r[0]}).rowcount != 1:
                     continue  # another process recovered it first
-                params = {"ids": r[2].split("\n"), **_charge_params(held)}
-                params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
-                conn.execute(_SETTLE, params)
-                conn.execute(
-                    steps_table.insert().values(
-                        task_id=r[1], subtask_id=r[8], kind=r[7], status="unsettled", provider=r[9], model=r[10],
-                        tier=r[11], cost_picos=held.picos, reserved_picos=held.picos, created_at=time.time(),
-                        note=(
-                            f"reservation closed at its worst case because {why} (pid {r[13]} on {r[12]}); "
-                            "the provider may have billed the call"
-                        ),
-                    )
-                )
+                self._move(tx, r[2].split("\n"), held, held)
+                insert_step(tx, {
+                    "task_id": r[1], "subtask_id": r[8], "kind": r[7], "status": "unsettled", "provider": r[9],
+                    "model": r[10], "tier": r[11], "cost_picos": held.picos, "reserved_picos": held.picos,
+                    "created_at": time.time(),
+                    "note": (
+                        f"reservation closed at its worst case because {why} (pid {r[13]} on {r[12]}); "
+                        "the provider may have billed the call"
+                    ),
+                })
             tasks.append(r[1])
         return tasks
 

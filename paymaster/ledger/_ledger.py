@@ -19,7 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
-from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, pid_alive
+from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, insert_step, pid_alive
+from ._sql import SqlRunner
 from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
 
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
@@ -71,10 +72,12 @@ class Ledger:
             raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
         self._steps = StepRecord.__table__  # type: ignore[attr-defined]
         self._reservations = ReservationRecord.__table__  # type: ignore[attr-defined]
-        self.accounts = Accounts(self._tx)
+        self.sql = SqlRunner(self.engine)
+        self.accounts = Accounts(self.sql)
 
     def close(self) -> None:
         """Release the database connections."""
+        self.sql.close()
         self.engine.dispose()
 
     @contextmanager
@@ -193,7 +196,7 @@ class Ledger:
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction."""
-        self.accounts.settle(reservation, spent, step, self._steps)
+        self.accounts.settle(reservation, spent, step)
 
     def recover(self) -> list[str]:
         """Close reservations and tasks left open by dead processes; returns the task ids affected.
@@ -201,7 +204,7 @@ class Ledger:
         A stale reservation is charged at its worst case (status ``unsettled``);
         a task whose owning process is gone ends with status ``interrupted``.
         """
-        touched = self.accounts.recover(self._steps)
+        touched = self.accounts.recover()
         with self.session() as s:
             open_tasks = s.exec(
                 select(TaskRecord).where(col(TaskRecord.status).in_(TASK_STATUSES_OPEN))  # type: ignore[call-overload]
@@ -218,9 +221,8 @@ class Ledger:
 
     def record_step(self, step: Mapping[str, Any]) -> None:
         """Write a step that holds no reservation (a refusal, a free tool call, a cache hit)."""
-        with self._tx() as conn:
-            conn.execute(self._steps.insert().values(**step))
-
+        with self.sql.tx() as tx:
+            insert_step(tx, step)
 
 def new_task_id() -> str:
     """A fresh, sortable-enough task id."""

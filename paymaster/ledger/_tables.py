@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+
 def _counter() -> Any:
     """A non-null integer column that starts at zero, also for rows inserted by raw SQL."""
     return Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -1,0 +1,135 @@
+"""Budgets across OS processes: two processes share a cap; a process killed mid-call is recovered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from sqlmodel import select
+
+from paymaster import Budget, Limit, Runtime, ScriptedProvider
+from paymaster._money import to_picos
+from paymaster.ledger import AccountRecord, Charge, Ledger, Reservation, ReservationRecord
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider, Usage
+
+    class Worker(Agent):
+        name = "worker"
+
+    ledger, cap, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    provider = ScriptedProvider(usage=Usage(input_tokens=1000, output_tokens=300), latency=0.002)
+    with Runtime(ledger=ledger, provider=provider, limits=[Limit("tenant:acme", day=Budget(usd=cap))]) as rt:
+        for i in range(n):
+            rt.run_sync(Worker, f"job {i}", tenant="acme")
+    """
+)
+
+
+def _spawn(code: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stderr=subprocess.PIPE)
+
+
+def test_two_processes_sharing_one_tenant_cap_never_pass_it(tmp_path: Path) -> None:
+    ledger = str(tmp_path / "shared.db")
+    Ledger(ledger).close()  # create the schema once, before the race
+    cap = "0.05"  # each call costs $0.0025 and holds ~$0.0105: about 16-20 calls fit
+    procs = [_spawn(WORKER, ledger, cap, "40") for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    db = Ledger(ledger)
+    with db.session() as s:
+        (day,) = [a for a in s.exec(select(AccountRecord)).all() if a.id.startswith("tenant:acme:day:")]
+    steps = [st for t in db.tasks(limit=1000) for st in db.steps(t.id)]
+    settled = sum(st.cost_picos or 0 for st in steps if st.status == "ok")
+    assert day.spent_picos == settled <= to_picos(Decimal(cap))
+    assert day.reserved_picos == 0
+    assert {st.status for st in steps} == {"ok", "refused"}
+    owners = {t.owner for t in db.tasks(limit=1000)}
+    db.close()
+    assert len(owners) == 2  # both processes really ran tasks
+
+
+STALLER = textwrap.dedent(
+    """
+    import sys
+    from paymaster import Agent, Budget, Complexity, Plan, Runtime, ScriptedProvider, Subtask, Usage
+
+    class Two:
+        async def plan(self, goal, ctx):
+            return Plan(subtasks=(Subtask(id="a", goal=goal), Subtask(id="b", goal="next", depends_on=("a",))))
+
+    class Worker(Agent):
+        name = "worker"
+
+    provider = ScriptedProvider(["first answer", lambda request: __import__("time").sleep(600) or "never"],
+                                usage=Usage(input_tokens=1000, output_tokens=300))
+    with Runtime(ledger=sys.argv[1], provider=provider, planner=Two()) as rt:
+        rt.run_sync(Worker, "job", tenant="acme", budget=Budget(usd="1"))
+    """
+)
+
+
+def test_a_process_killed_mid_call_is_recovered_at_the_next_start(tmp_path: Path) -> None:
+    ledger = str(tmp_path / "crash.db")
+    Ledger(ledger).close()
+    proc = _spawn(STALLER, ledger)
+    db = Ledger(ledger)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with db.session() as s:
+            held = s.exec(select(ReservationRecord)).all()
+        if held and held[0].subtask_id == "b":
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the worker never reached its second call")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    (task,) = db.tasks()
+    before = db.account(f"task:{task.id}")
+    db.close()
+    assert before is not None and before.reserved_picos > 0
+
+    with Runtime(ledger=ledger, provider=ScriptedProvider()) as rt:  # the next start recovers
+        assert rt.recovered == [task.id]
+        steps = rt.ledger.steps(task.id)
+        after = rt.ledger.account(f"task:{task.id}")
+        tenant = rt.ledger.account("tenant:acme")
+        recovered_task = rt.ledger.task(task.id)
+        with rt.ledger.session() as s:
+            assert s.exec(select(ReservationRecord)).all() == []
+    ok, stale = steps
+    assert (ok.subtask_id, ok.status) == ("a", "ok")  # the settled call is kept
+    assert (stale.subtask_id, stale.status) == ("b", "unsettled")
+    assert stale.note is not None and "process died mid-call" in stale.note and "may have billed" in stale.note
+    assert stale.cost_picos == before.reserved_picos
+    assert after is not None and after.reserved_picos == 0
+    assert after.spent_picos == (ok.cost_picos or 0) + before.reserved_picos  # never less than really spent
+    assert tenant is not None and tenant.spent_picos == after.spent_picos
+    assert recovered_task is not None and recovered_task.status == "interrupted"
+    assert recovered_task.cost_picos == after.spent_picos
+
+
+def test_recovery_leaves_a_live_process_reservations_alone(tmp_path: Path) -> None:
+    with Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), limits=[
+        Limit("tenant:acme", day=Budget(usd="1"))
+    ]) as rt:
+        rt.ledger.accounts.ensure({"task:x": None})
+        held = rt.ledger.reserve(["task:x"], Charge(picos=5), task_id="x", kind="execute")
+        assert isinstance(held, Reservation)
+        assert rt.ledger.recover() == []
+        account = rt.ledger.account("task:x")
+        assert account is not None and account.reserved_picos == 5
