@@ -383,3 +383,25 @@ def test_independent_subtasks_run_at_the_same_time(ledger_path: Path) -> None:
     assert b.started < a.finished  # a and b overlapped
     assert c.started >= max(a.finished, b.finished)  # c waited for both
     assert isinstance(c.request, ModelRequest) and "Result of step a" in c.request.messages[-1].content
+
+
+def test_plan_admission_asks_the_approver_and_runs_when_granted(ledger_path: Path) -> None:
+    class Asking(Agent):
+        name = "asking"
+        on_cap = ("approve",)  # noqa: RUF012
+
+    asked: list[ApprovalRequest] = []
+
+    async def approver(request: ApprovalRequest) -> bool:
+        asked.append(request)
+        return True
+
+    provider = ScriptedProvider()
+    with Runtime(ledger=ledger_path, provider=provider, planner=ThreeSteps(), approver=approver) as rt:
+        outcome = rt.run_sync(Asking, "Study this.", budget=Budget(usd="0.10"))
+        account = rt.ledger.account(f"task:{outcome.task_id}")
+    assert outcome.status is TaskStatus.SUCCEEDED and len(provider.calls) == 3
+    (request,) = asked
+    assert request.reason.startswith("plan admission") and request.account == f"task:{outcome.task_id}"
+    assert account is not None and account.cap_picos is not None and account.cap_picos > to_picos(Decimal("0.10"))
+    assert account.spent_picos <= account.cap_picos

@@ -173,7 +173,7 @@ class BudgetGuard:
                         break
                 elif (
                     policy is CapPolicy.APPROVE and ctx.approver is not None
-                    and await self._ask(ctx, reservation, reason)
+                    and await self.ask_approval(ctx, reservation, reason)
                 ):
                     note = f"approved: {reservation.account} {reservation.dimension} cap raised"
                     break
@@ -181,8 +181,10 @@ class BudgetGuard:
             else:
                 raise BudgetStop(reason, reservation)
 
-    async def _ask(self, ctx: CallContext, refusal: Refusal, reason: str) -> bool:
-        assert ctx.approver is not None
+    async def ask_approval(self, ctx: CallContext, refusal: Refusal, reason: str) -> bool:
+        """Ask the approver for room on the refusing account; on yes, its cap grows by the shortfall."""
+        if ctx.approver is None:
+            return False
         request = ApprovalRequest(
             task_id=ctx.task_id, agent=ctx.agent, tenant=ctx.tenant, account=refusal.account,
             dimension=refusal.dimension, cap=refusal.cap, used=refusal.used, needed=refusal.needed, reason=reason,

@@ -27,6 +27,8 @@ class Estimate:
     left_usd: Decimal | None
     account: str | None
     refusal: str | None
+    cap_picos: int = 0
+    used_picos: int = 0
 
     def as_record(self) -> dict[str, Any]:
         """The estimate as JSON-ready strings for the task's plan record."""
@@ -34,18 +36,19 @@ class Estimate:
                 (("low_usd", self.low_usd), ("high_usd", self.high_usd), ("left_usd", self.left_usd))}
 
 
-def _left(ledger: Ledger, accounts: Sequence[str]) -> tuple[int | None, str | None]:
+def _tightest(ledger: Ledger, accounts: Sequence[str]) -> tuple[str, int, int] | None:
+    """The capped account with the least room: its id, cap and what is spent or reserved."""
     stmt = text(
-        "SELECT id, cap_picos - spent_picos - reserved_picos FROM accounts"
+        "SELECT id, cap_picos, spent_picos + reserved_picos FROM accounts"
         " WHERE id IN :ids AND cap_picos IS NOT NULL"
     ).bindparams(bindparam("ids", expanding=True))
     with ledger.engine.connect() as conn:
         rows = conn.execute(stmt, {"ids": list(accounts)}).all()
         conn.rollback()
     if not rows:
-        return None, None
-    account, left = min(rows, key=lambda r: int(r[1]))
-    return int(left), str(account)
+        return None
+    account, cap, used = min(rows, key=lambda r: int(r[1]) - int(r[2]))
+    return str(account), int(cap), int(used)
 
 
 def admit(
@@ -72,13 +75,17 @@ def admit(
         bound = len(instructions.encode()) + len(s.goal.encode()) + fixed + context_tokens
         low += model_prices.cost(Usage(input_tokens=estimate, output_tokens=1))
         high += model_prices.worst_case(bound, tier.max_tokens)
-    left, account = _left(ledger, accounts)
+    tight = _tightest(ledger, accounts)
+    if tight is None:
+        return Estimate(low if known else None, high if known else None, None, None, None)
+    account, cap, used = tight
+    left = max(cap - used, 0)
     if not known:
-        return Estimate(None, None, None if left is None else from_picos(left), account, None)
+        return Estimate(None, None, from_picos(left), account, None, cap, used)
     refusal = None
-    if left is not None and to_picos(high) > left:
+    if to_picos(high) > left:
         refusal = (
             f"plan admission: the plan may cost up to {fmt_usd(high)} (at least {fmt_usd(low)}), more than the "
-            f"{fmt_usd(from_picos(max(left, 0)))} left on account {account}"
+            f"{fmt_usd(from_picos(left))} left on account {account}"
         )
-    return Estimate(low, high, None if left is None else from_picos(left), account, refusal)
+    return Estimate(low, high, from_picos(left), account, refusal, cap, used)

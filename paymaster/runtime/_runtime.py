@@ -29,7 +29,7 @@ from ..executors import (
     Tool,
     aggregate,
 )
-from ..ledger import HOST, Alert, Ledger, TaskRecord, new_task_id
+from ..ledger import HOST, Alert, Ledger, Refusal, TaskRecord, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook, parse_price_overrides
 from ..providers._types import Provider
@@ -199,17 +199,7 @@ class Runtime:
                     raise BudgetStop(f"depth cap reached: sub-agents may nest {running.max_depth} deep")
                 plan = await self._plan(task, agent, ctx)
                 decisions = {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
-                estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instance.instructions)
-                self.ledger.update_task(task.id, plan=_plan_record(plan, decisions, estimate.as_record()))
-                # A one-call plan is checked exactly by its call's reservation; admission
-                # matters when a plan would run out of money part-way.
-                if estimate.refusal is not None and len(plan.subtasks) > 1 and set(agent.on_cap) == {CapPolicy.HALT}:
-                    self.ledger.record_step({
-                        "task_id": task.id, "kind": "plan", "status": "refused", "error": estimate.refusal,
-                        "cost_picos": 0, "reserved_picos": to_picos(estimate.high_usd or Decimal(0)),
-                        "created_at": time.time(), "note": "plan admission",
-                    })
-                    raise BudgetStop(estimate.refusal)
+                await self._admit(task, agent, plan, decisions, running, ctx, instance.instructions)
                 tools = [t for t in agent.tools if isinstance(t, Tool)]
                 await self._executor.run(ctx, plan, decisions, instance.instructions, outputs, tools)
             if running.killed is not None:
@@ -270,6 +260,38 @@ class Runtime:
             model=planner_tier.model,
         )
         return await self.planner.plan(task.input, plan_ctx)
+
+    async def _admit(
+        self,
+        task: Task,
+        agent: type[Agent],
+        plan: Plan,
+        decisions: Mapping[str, RouteDecision],
+        running: _Running,
+        ctx: CallContext,
+        instructions: str,
+    ) -> None:
+        """Refuse (or ask approval for) a plan whose upper bound does not fit what is left."""
+        estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instructions)
+        self.ledger.update_task(task.id, plan=_plan_record(plan, decisions, estimate.as_record()))
+        # A one-call plan is checked exactly by its call's reservation; admission
+        # matters when a plan would run out of money part-way.
+        if estimate.refusal is None or estimate.account is None or len(plan.subtasks) < 2:
+            return
+        policies = {CapPolicy(p) for p in agent.on_cap}
+        if CapPolicy.APPROVE in policies:
+            needed = to_picos(estimate.high_usd or Decimal(0))
+            refusal = Refusal(estimate.account, "usd", estimate.cap_picos, estimate.used_picos, needed)
+            if await self._guard.ask_approval(ctx, refusal, estimate.refusal):
+                return
+        elif policies - {CapPolicy.HALT}:
+            return  # downgrade and truncate adapt each call as it comes
+        self.ledger.record_step({
+            "task_id": task.id, "kind": "plan", "status": "refused", "error": estimate.refusal,
+            "cost_picos": 0, "reserved_picos": to_picos(estimate.high_usd or Decimal(0)),
+            "created_at": time.time(), "note": "plan admission",
+        })
+        raise BudgetStop(estimate.refusal)
 
     def _open(self, task: Task, parent: _Running | None) -> _Running:
         """Record the task and create its accounts: its own, its retries', and every account above it."""
