@@ -99,4 +99,25 @@ def task_detail(task: TaskRecord, steps: Sequence[StepRecord]) -> Group:
             notes.append(Text(f"#{i} {s.note}"))
     parts.append(calls)
     parts.extend(notes)
+    split = tier_split(steps)
+    if split:
+        summary = Table(title="Tier split", title_justify="left")
+        for col, justify in [("tier", "left"), ("calls", "right"), ("tokens", "right"), ("cost", "right"),
+                             ("share of cost", "right")]:
+            summary.add_column(col, justify=justify)  # type: ignore[arg-type]
+        total = sum(c for _, _, c in split.values()) or 1
+        for tier, (n, tokens, spent) in split.items():
+            summary.add_row(tier, str(n), f"{tokens:,}", fmt_usd(from_picos(spent)), f"{100 * spent / total:.0f}%")
+        parts.append(summary)
     return Group(*parts)
+
+
+def tier_split(steps: Sequence[StepRecord]) -> dict[str, tuple[int, int, int]]:
+    """Per tier: model calls made, tokens and pico-dollars spent (refused calls excluded)."""
+    split: dict[str, tuple[int, int, int]] = {}
+    for s in steps:
+        if s.tier is None or s.status == "refused":
+            continue
+        n, tokens, cost = split.get(s.tier, (0, 0, 0))
+        split[s.tier] = (n + 1, tokens + s.input_tokens + s.output_tokens, cost + (s.cost_picos or 0))
+    return split

@@ -1,6 +1,6 @@
 """Executors run subtasks: prompt assembly, tool calls, retries and every model call under the budget guard."""
 
-from ._executor import Executor, aggregate, subtask_prompt
+from ._executor import ExecSettings, Executor, aggregate, subtask_prompt
 from ._guard import BudgetGuard, BudgetStop, CallContext, RunCharges
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
 from ._retry import RetryPolicy
@@ -13,6 +13,7 @@ __all__ = [
     "BudgetStop",
     "CallContext",
     "CapPolicy",
+    "ExecSettings",
     "Executor",
     "RetryPolicy",
     "RunCharges",

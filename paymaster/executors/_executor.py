@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import anyio
 
 from ..planners._plan import Plan, Subtask
+from ..pricing import count_tokens
 from ..providers._types import Message, ModelRequest
-from ..router import RouteDecision
+from ..router import RouteDecision, Tier
 from ._guard import BudgetGuard, BudgetStop, CallContext
 from ._tools import Tool
 
 MAX_TOOL_ROUNDS = 10
+SUMMARISE_PROMPT = (
+    "Summarise the results below for a colleague who will continue the work. Keep every fact, figure, "
+    "name, date and open question; drop repetition and pleasantries."
+)
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    """Per-agent execution settings: when to summarise context, and the tier that does it."""
+
+    summarise_over: int | None
+    cheap_tier: Tier
 
 
 def subtask_prompt(subtask: Subtask, context: Mapping[str, str]) -> str:
@@ -52,6 +66,7 @@ class Executor:
         instructions: str,
         outputs: dict[str, str],
         tools: Sequence[Tool] = (),
+        settings: ExecSettings | None = None,
     ) -> dict[str, str]:
         """Run every subtask once its dependencies are done, filling ``outputs`` as they finish.
 
@@ -63,9 +78,9 @@ class Executor:
             for dep in subtask.depends_on:
                 await done[dep].wait()
             context = {d: outputs[d] for d in subtask.depends_on}
-            outputs[subtask.id] = await self.run_subtask(
-                ctx, subtask, routes[subtask.id], instructions, context, tools
-            )
+            if settings is not None and settings.summarise_over is not None:
+                context = await self.summarise(ctx, subtask.id, context, settings.summarise_over, settings.cheap_tier)
+            outputs[subtask.id] = await self.run_subtask(ctx, subtask, routes[subtask.id], instructions, context, tools)
             done[subtask.id].set()
 
         try:
@@ -75,6 +90,28 @@ class Executor:
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         return outputs
+
+    async def summarise(
+        self, ctx: CallContext, subtask_id: str, context: Mapping[str, str], limit: int, tier: Tier
+    ) -> dict[str, str]:
+        """Summarise the oldest dependency outputs on the cheapest tier when the context passes ``limit`` tokens.
+
+        Each summary is a ledger step of kind ``summarise``, so the cost of keeping
+        context small is visible beside what it saved.
+        """
+        items = list(context.items())
+        if len(items) == 0 or sum(count_tokens(v) for _, v in items) <= limit:
+            return dict(context)
+        oldest, newest = (items[:-1], items[-1:]) if len(items) > 1 else (items, [])
+        text = "\n\n".join(f"Result of step {sid}:\n{out}" for sid, out in oldest)
+        request = ModelRequest(
+            model=tier.model, system=SUMMARISE_PROMPT, messages=(Message(role="user", content=text),),
+            max_tokens=max(64, min(tier.max_tokens, limit // 2)),
+        )
+        response = await self.guard.call(ctx, tier, request, kind="summarise", subtask_id=subtask_id,
+                                         note=f"context over {limit} tokens: summarised {len(oldest)} result(s)")
+        label = ", ".join(sid for sid, _ in oldest) + " (summarised)"
+        return {label: response.text, **dict(newest)}
 
     async def run_subtask(
         self,

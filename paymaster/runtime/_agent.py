@@ -8,9 +8,15 @@ from typing import Any, ClassVar
 
 from ..errors import AgentDefinitionError, ConfigurationError
 from ..executors import CapPolicy, Tool
+from ..planners import LLMPlanner, Plan, Planner, SingleStepPlanner, is_simple
 from ..planners._plan import Complexity
 from ._budget import Budget
 
+PLANNERS: dict[str, Callable[[], Planner]] = {
+    "single": SingleStepPlanner,
+    "llm": LLMPlanner,
+    "auto": lambda: LLMPlanner(skip_if=is_simple),  # skip the planner call for short, single-step inputs
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -32,6 +38,11 @@ class Agent:
     routes: ClassVar[Mapping[Complexity, str]] = {}
     on_cap: ClassVar[Sequence[CapPolicy | str]] = (CapPolicy.HALT,)
     tools: ClassVar[Sequence[Tool | Callable[..., Any]]] = ()
+    planner: ClassVar[Planner | str | None] = None
+    fixed_plan: ClassVar[Plan | None] = None
+    max_subtasks: ClassVar[int] = 8
+    planner_tier: ClassVar[str | None] = None
+    summarise_over: ClassVar[int | None] = 6_000
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,10 +93,40 @@ class Agent:
             cls.tools = tuple(Tool.from_function(t) for t in cls.tools)
         except ConfigurationError as exc:
             raise AgentDefinitionError(f"{where}: {exc}") from None
+        if isinstance(cls.planner, str) and cls.planner not in PLANNERS:
+            raise AgentDefinitionError(
+                f"{where}: planner must be one of {sorted(PLANNERS)} or a Planner object, got {cls.planner!r}"
+            )
+        if cls.fixed_plan is not None and not isinstance(cls.fixed_plan, Plan):
+            raise AgentDefinitionError(f"{where}: fixed_plan must be a paymaster.Plan")
+        if not isinstance(cls.max_subtasks, int) or cls.max_subtasks < 1:
+            raise AgentDefinitionError(f"{where}: max_subtasks must be a positive int, got {cls.max_subtasks!r}")
+        if cls.summarise_over is not None and (not isinstance(cls.summarise_over, int) or cls.summarise_over < 100):
+            raise AgentDefinitionError(
+                f"{where}: summarise_over is a token count of at least 100 (or None), got {cls.summarise_over!r}"
+            )
         names = [t.name for t in cls.tools if isinstance(t, Tool)]
         if len(set(names)) != len(names):
             raise AgentDefinitionError(f"{where}: tool names must be unique, got {names}")
 
+    def make_plan(self, input: str) -> Plan | None:
+        """A plan computed in Python for ``input``, or None to let the planner decide (the default)."""
+        return self.fixed_plan
+
+    def aggregate(self, input: str, outputs: Mapping[str, str]) -> str | None:
+        """Combine subtask outputs in Python, or None for the default (a cheap-tier call when needed)."""
+        return None
+
     def evaluate(self, output: str) -> bool | None:
         """Whether ``output`` counts as a successful outcome (default: it is not empty)."""
         return bool(output.strip())
+
+
+def planner_for(agent: type[Agent], default: Planner) -> Planner:
+    """The planner an agent asked for: its own object, a named one, or the runtime's default."""
+    choice = agent.planner
+    if choice is None:
+        return default
+    if isinstance(choice, str):
+        return PLANNERS[choice]()
+    return choice

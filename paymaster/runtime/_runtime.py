@@ -23,6 +23,7 @@ from ..executors import (
     BudgetStop,
     CallContext,
     CapPolicy,
+    ExecSettings,
     Executor,
     RetryPolicy,
     RunCharges,
@@ -32,10 +33,10 @@ from ..executors import (
 from ..ledger import HOST, Alert, Ledger, Refusal, TaskRecord, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook, parse_price_overrides
-from ..providers._types import Provider
+from ..providers._types import Message, ModelRequest, Provider
 from ..router import RouteDecision, Router, Tier, TierTable, load_config, tier_table_from_config
 from ._admission import admit
-from ._agent import Agent
+from ._agent import Agent, planner_for
 from ._budget import Budget
 from ._limits import Limit, Limits, kill_scopes
 from ._task import Outcome, Task, TaskStatus
@@ -142,6 +143,8 @@ class Runtime:
         )
 
     def _check(self, agent: type[Agent], budget: Budget) -> None:
+        if agent.planner_tier is not None:
+            self.tiers.get(agent.planner_tier)
         for tier_name in {**self.tiers.routes, **agent.routes}.values():
             tier = self.tiers.get(tier_name)
             self.provider_for(tier)
@@ -190,6 +193,7 @@ class Runtime:
         )
         outputs: dict[str, str] = {}
         plan: Plan | None = None
+        final: str | None = None
         status, stop_reason = TaskStatus.SUCCEEDED, None
         token = _CURRENT.set(running)
         self._running[task.id] = running
@@ -197,11 +201,13 @@ class Runtime:
             with running.scope, anyio.move_on_after(task.budget.wall_seconds or float("inf")) as clock:
                 if running.max_depth is not None and running.depth > running.max_depth:
                     raise BudgetStop(f"depth cap reached: sub-agents may nest {running.max_depth} deep")
-                plan = await self._plan(task, agent, ctx)
+                plan = await self._plan(task, agent, instance, ctx)
                 decisions = {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
                 await self._admit(task, agent, plan, decisions, running, ctx, instance.instructions)
                 tools = [t for t in agent.tools if isinstance(t, Tool)]
-                await self._executor.run(ctx, plan, decisions, instance.instructions, outputs, tools)
+                settings = ExecSettings(summarise_over=agent.summarise_over, cheap_tier=self.tiers.tiers[0])
+                await self._executor.run(ctx, plan, decisions, instance.instructions, outputs, tools, settings)
+                final = await self._aggregate(task, instance, plan, outputs, ctx)
             if running.killed is not None:
                 status, stop_reason = TaskStatus.KILLED, running.killed
             elif clock.cancelled_caught:
@@ -226,7 +232,10 @@ class Runtime:
         finally:
             self._running.pop(task.id, None)
             _CURRENT.reset(token)
-        output = aggregate(plan, outputs) if plan is not None else ""
+        if status is TaskStatus.SUCCEEDED and final is not None:
+            output = final
+        else:  # a stop part-way: whatever the finished subtasks produced
+            output = aggregate(plan, outputs) if plan is not None else ""
         success = instance.evaluate(output) if status is TaskStatus.SUCCEEDED else False
         record = self.ledger.finish_task(
             task.id, status=status.value, stop_reason=stop_reason, output=output, success=success
@@ -251,15 +260,39 @@ class Runtime:
         """``run`` for code that is not async (starts and ends its own event loop)."""
         return anyio.run(partial(self.run, agent, input, tenant=tenant, tags=tags, budget=budget))
 
-    async def _plan(self, task: Task, agent: type[Agent], ctx: CallContext) -> Plan:
-        planner_tier = self.tiers.deepest
+    async def _plan(self, task: Task, agent: type[Agent], instance: Agent, ctx: CallContext) -> Plan:
+        """The agent's own plan if it has one, else its planner's (on the planner tier, budgeted)."""
+        fixed = instance.make_plan(task.input)
+        if fixed is not None:
+            return fixed
+        tier = self.tiers.get(agent.planner_tier) if agent.planner_tier else self.tiers.deepest
         plan_ctx = PlanContext(
             default_complexity=agent.complexity,
-            max_subtasks=8,
-            call=partial(self._guard.call, ctx, planner_tier, kind="plan"),
-            model=planner_tier.model,
+            max_subtasks=agent.max_subtasks,
+            call=partial(self._guard.call, ctx, tier, kind="plan"),
+            model=tier.model,
         )
-        return await self.planner.plan(task.input, plan_ctx)
+        return await planner_for(agent, self.planner).plan(task.input, plan_ctx)
+
+    async def _aggregate(self, task: Task, instance: Agent, plan: Plan, outputs: dict[str, str],
+                         ctx: CallContext) -> str:
+        """One answer from the subtasks' outputs: the agent's method, the single final output, or a cheap call."""
+        custom = instance.aggregate(task.input, outputs)
+        if custom is not None:
+            return custom
+        needed = {d for s in plan.subtasks for d in s.depends_on}
+        finals = [s.id for s in plan.subtasks if s.id not in needed]
+        if len(finals) == 1:
+            return outputs[finals[0]]
+        tier = self.tiers.tiers[0]
+        results = "\n\n".join(f"### {sid}\n{outputs[sid]}" for sid in finals)
+        request = ModelRequest(
+            model=tier.model, system=instance.instructions, max_tokens=tier.max_tokens,
+            messages=(Message(role="user", content=f"Task: {task.input}\n\nResults of its parts:\n\n{results}\n\n"
+                              "Combine these results into one complete answer to the task."),),
+        )
+        response = await self._guard.call(ctx, tier, request, kind="aggregate", note="combine final subtasks")
+        return response.text
 
     async def _admit(
         self,
