@@ -34,7 +34,7 @@ def test_llm_planned_task_routes_each_subtask_and_records_the_plan(ledger_path: 
         steps = rt.ledger.steps(outcome.task_id)
         task = rt.ledger.task(outcome.task_id)
     assert outcome.status is TaskStatus.SUCCEEDED
-    assert [s.kind for s in steps][0] == "plan" and steps[0].tier == "deep"
+    assert (steps[0].kind, steps[0].tier) == ("plan", "deep")
     tiers = {s.subtask_id: s.tier for s in steps if s.kind == "execute"}
     assert tiers == {"facts": "fast", "risks": "balanced", "brief": "deep"}
     assert task is not None and task.plan is not None
