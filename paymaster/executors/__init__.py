@@ -1,6 +1,7 @@
 """Executors run subtasks: prompt assembly, tool calls, retries and every model call under the budget guard."""
 
-from ._executor import ExecSettings, Executor, aggregate, subtask_prompt
+from ._aggregate import aggregate, combine, final_subtasks
+from ._executor import ExecSettings, Executor, subtask_prompt
 from ._guard import BudgetGuard, BudgetStop, CallContext, RunCharges
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
 from ._retry import RetryPolicy
@@ -19,7 +20,9 @@ __all__ = [
     "RunCharges",
     "Tool",
     "aggregate",
+    "combine",
     "describe_refusal",
+    "final_subtasks",
     "subtask_prompt",
     "tool",
 ]

@@ -150,11 +150,3 @@ class Executor:
         # The model kept asking for tools: answer with what it last said.
         return next((m.content for m in reversed(messages) if m.role == "assistant"), "")
 
-
-def aggregate(plan: Plan, outputs: Mapping[str, str]) -> str:
-    """Combine outputs: the results of subtasks nothing else depends on, in plan order."""
-    needed = {d for s in plan.subtasks for d in s.depends_on}
-    finals = [outputs[s.id] for s in plan.subtasks if s.id not in needed and s.id in outputs]
-    if not finals:  # a stop before any final subtask: return whatever was done
-        finals = [outputs[s.id] for s in plan.subtasks if s.id in outputs]
-    return "\n\n".join(finals)

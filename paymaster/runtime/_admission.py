@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,7 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, text
 
 from .._money import fmt_usd, from_picos, to_picos
-from ..ledger import Ledger
+from ..executors import BudgetGuard, BudgetStop, CallContext, CapPolicy
+from ..ledger import Ledger, Refusal
 from ..planners import Plan
 from ..pricing import PriceBook
 from ..pricing._tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, count_tokens
@@ -89,3 +91,30 @@ def admit(
             f"{fmt_usd(from_picos(left))} left on account {account}"
         )
     return Estimate(low, high, from_picos(left), account, refusal, cap, used)
+
+
+async def enforce_admission(
+    ledger: Ledger,
+    guard: BudgetGuard,
+    ctx: CallContext,
+    plan: Plan,
+    estimate: Estimate,
+    policies: set[CapPolicy],
+) -> None:
+    """Let a plan run, ask the approver about it, or stop the task (raising BudgetStop) with a refused row."""
+    # A one-call plan is checked exactly by its call's reservation; admission
+    # matters when a plan would run out of money part-way.
+    if estimate.refusal is None or estimate.account is None or len(plan.subtasks) < 2:
+        return
+    needed = to_picos(estimate.high_usd or Decimal(0))
+    if CapPolicy.APPROVE in policies:
+        refusal = Refusal(estimate.account, "usd", estimate.cap_picos, estimate.used_picos, needed)
+        if await guard.ask_approval(ctx, refusal, estimate.refusal):
+            return
+    elif policies - {CapPolicy.HALT}:
+        return  # downgrade and truncate adapt each call as it comes
+    ledger.record_step({
+        "task_id": ctx.task_id, "kind": "plan", "status": "refused", "error": estimate.refusal,
+        "cost_picos": 0, "reserved_picos": needed, "created_at": time.time(), "note": "plan admission",
+    })
+    raise BudgetStop(estimate.refusal)

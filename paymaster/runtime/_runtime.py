@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from .._money import from_picos, to_picos
+from .._money import from_picos
 from ..errors import ConfigurationError, PaymasterError, PriceUnknownError
 from ..executors import (
     Approver,
@@ -29,13 +28,14 @@ from ..executors import (
     RunCharges,
     Tool,
     aggregate,
+    combine,
 )
-from ..ledger import HOST, Alert, Ledger, Refusal, TaskRecord, new_task_id
+from ..ledger import HOST, Alert, Ledger, TaskRecord, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook, parse_price_overrides
-from ..providers._types import Message, ModelRequest, Provider
+from ..providers._types import Provider
 from ..router import RouteDecision, Router, Tier, TierTable, load_config, tier_table_from_config
-from ._admission import admit
+from ._admission import admit, enforce_admission
 from ._agent import Agent, planner_for
 from ._budget import Budget
 from ._limits import Limit, Limits, kill_scopes
@@ -203,11 +203,17 @@ class Runtime:
                     raise BudgetStop(f"depth cap reached: sub-agents may nest {running.max_depth} deep")
                 plan = await self._plan(task, agent, instance, ctx)
                 decisions = {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
-                await self._admit(task, agent, plan, decisions, running, ctx, instance.instructions)
+                estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instance.instructions)
+                self.ledger.update_task(task.id, plan=_plan_record(plan, decisions, estimate.as_record()))
+                policies = {CapPolicy(p) for p in agent.on_cap}
+                await enforce_admission(self.ledger, self._guard, ctx, plan, estimate, policies)
                 tools = [t for t in agent.tools if isinstance(t, Tool)]
                 settings = ExecSettings(summarise_over=agent.summarise_over, cheap_tier=self.tiers.tiers[0])
                 await self._executor.run(ctx, plan, decisions, instance.instructions, outputs, tools, settings)
-                final = await self._aggregate(task, instance, plan, outputs, ctx)
+                final = instance.aggregate(task.input, outputs)
+                if final is None:
+                    final = await combine(self._guard, ctx, self.tiers.tiers[0], instance.instructions, task.input,
+                                          plan, outputs)
             if running.killed is not None:
                 status, stop_reason = TaskStatus.KILLED, running.killed
             elif clock.cancelled_caught:
@@ -273,58 +279,6 @@ class Runtime:
             model=tier.model,
         )
         return await planner_for(agent, self.planner).plan(task.input, plan_ctx)
-
-    async def _aggregate(self, task: Task, instance: Agent, plan: Plan, outputs: dict[str, str],
-                         ctx: CallContext) -> str:
-        """One answer from the subtasks' outputs: the agent's method, the single final output, or a cheap call."""
-        custom = instance.aggregate(task.input, outputs)
-        if custom is not None:
-            return custom
-        needed = {d for s in plan.subtasks for d in s.depends_on}
-        finals = [s.id for s in plan.subtasks if s.id not in needed]
-        if len(finals) == 1:
-            return outputs[finals[0]]
-        tier = self.tiers.tiers[0]
-        results = "\n\n".join(f"### {sid}\n{outputs[sid]}" for sid in finals)
-        request = ModelRequest(
-            model=tier.model, system=instance.instructions, max_tokens=tier.max_tokens,
-            messages=(Message(role="user", content=f"Task: {task.input}\n\nResults of its parts:\n\n{results}\n\n"
-                              "Combine these results into one complete answer to the task."),),
-        )
-        response = await self._guard.call(ctx, tier, request, kind="aggregate", note="combine final subtasks")
-        return response.text
-
-    async def _admit(
-        self,
-        task: Task,
-        agent: type[Agent],
-        plan: Plan,
-        decisions: Mapping[str, RouteDecision],
-        running: _Running,
-        ctx: CallContext,
-        instructions: str,
-    ) -> None:
-        """Refuse (or ask approval for) a plan whose upper bound does not fit what is left."""
-        estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instructions)
-        self.ledger.update_task(task.id, plan=_plan_record(plan, decisions, estimate.as_record()))
-        # A one-call plan is checked exactly by its call's reservation; admission
-        # matters when a plan would run out of money part-way.
-        if estimate.refusal is None or estimate.account is None or len(plan.subtasks) < 2:
-            return
-        policies = {CapPolicy(p) for p in agent.on_cap}
-        if CapPolicy.APPROVE in policies:
-            needed = to_picos(estimate.high_usd or Decimal(0))
-            refusal = Refusal(estimate.account, "usd", estimate.cap_picos, estimate.used_picos, needed)
-            if await self._guard.ask_approval(ctx, refusal, estimate.refusal):
-                return
-        elif policies - {CapPolicy.HALT}:
-            return  # downgrade and truncate adapt each call as it comes
-        self.ledger.record_step({
-            "task_id": task.id, "kind": "plan", "status": "refused", "error": estimate.refusal,
-            "cost_picos": 0, "reserved_picos": to_picos(estimate.high_usd or Decimal(0)),
-            "created_at": time.time(), "note": "plan admission",
-        })
-        raise BudgetStop(estimate.refusal)
 
     def _open(self, task: Task, parent: _Running | None) -> _Running:
         """Record the task and create its accounts: its own, its retries', and every account above it."""
