@@ -149,3 +149,15 @@ def test_bad_config_files_fail_at_construction(tmp_path: Path, toml: str, messag
     config.write_text(toml)
     with pytest.raises(ConfigurationError, match=message):
         Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), config=config)
+
+
+def test_a_ledger_from_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import sqlite3
+
+    from paymaster import Ledger, LedgerError
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE accounts (id TEXT PRIMARY KEY, cap_picos INTEGER)")
+    with pytest.raises(LedgerError, match=r"older Paymaster and lacks accounts\.cap_tokens.*new file"):
+        Ledger(path)

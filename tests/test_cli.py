@@ -19,7 +19,9 @@ def test_demo_then_ledger_list_and_show(tmp_path: Path) -> None:
     assert "budget_exceeded" in result.output and "succeeded" in result.output
 
     tasks = Ledger(db).tasks()
-    assert {t.agent for t in tasks} == {"summariser", "ticket-triage", "deep-research"}
+    assert {t.agent for t in tasks} == {
+        "summariser", "ticket-triage", "deep-research", "refund", "document-analysis", "research-report"
+    }
 
     listed = runner.invoke(app, ["ledger", "--ledger", db])
     assert listed.exit_code == 0

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
@@ -68,12 +68,27 @@ class Ledger:
             event.listen(self.engine, "begin", _sqlite_begin)
         try:
             SQLModel.metadata.create_all(self.engine)
+            self._check_schema()
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
         self._steps = StepRecord.__table__  # type: ignore[attr-defined]
         self._reservations = ReservationRecord.__table__  # type: ignore[attr-defined]
         self.sql = SqlRunner(self.engine)
         self.accounts = Accounts(self.sql)
+
+    def _check_schema(self) -> None:
+        """Refuse a ledger written by an older schema, rather than fail mid-task on a missing column."""
+        inspector = inspect(self.engine)
+        missing = []
+        for table in SQLModel.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+        if missing:
+            raise LedgerError(
+                f"the ledger {self.url} was written by an older Paymaster and lacks {', '.join(missing)}; "
+                "keep it for reading with the version that wrote it and point this one at a new file "
+                "(Runtime(ledger=...) or PAYMASTER_LEDGER)"
+            )
 
     def close(self) -> None:
         """Release the database connections."""
