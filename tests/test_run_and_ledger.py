@@ -10,7 +10,7 @@ import pytest
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 
-from paymaster import Agent, Budget, Complexity, Runtime, ScriptedProvider, TaskStatus, Usage
+from paymaster import Agent, Budget, Complexity, ModelRequest, Runtime, ScriptedProvider, TaskStatus, Usage
 from paymaster._money import from_picos
 from paymaster.errors import BadRequestError, ProviderTimeoutError
 from paymaster.executors import RetryPolicy
@@ -177,3 +177,16 @@ async def test_async_run_many_tasks_at_once_keeps_each_row(runtime: Runtime) -> 
     assert all(o.status is TaskStatus.SUCCEEDED for o in outcomes)
     assert sum(len(runtime.ledger.steps(o.task_id)) for o in outcomes) == 20
     assert len(runtime.ledger.tasks(limit=100, tenant="t0")) == 7
+
+
+def test_the_model_that_served_is_what_is_priced_and_recorded(ledger_path: Path) -> None:
+    from paymaster import ModelResponse
+
+    def dated(request: ModelRequest) -> ModelResponse:
+        return ModelResponse(text="ok", usage=Usage(input_tokens=1000, output_tokens=100), model="gpt-4o-2024-08-06")
+
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(dated)) as rt:
+        outcome = rt.run_sync(Triage, "Bug. x")
+        (step,) = rt.ledger.steps(outcome.task_id)
+    assert step.model == "gpt-4o-2024-08-06"
+    assert outcome.cost_usd == (1000 * Decimal("2.5") + 100 * Decimal(10)) / 10**6  # gpt-4o, not gpt-4o-mini

@@ -151,7 +151,7 @@ class BudgetGuard:
                 provider=provider.name, model=request.model, tier=tier.name,
             )
             if not isinstance(reservation, Refusal):
-                return await self._send(ctx, provider, prices, request, reservation, held, step)
+                return await self._send(ctx, provider, prices, tier.provider, request, reservation, held, step)
             reason = describe_refusal(reservation)
             self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
             if reservation.dimension == "killed":
@@ -205,6 +205,7 @@ class BudgetGuard:
         ctx: CallContext,
         provider: Provider,
         prices: ModelPrices | None,
+        price_provider: str,
         request: ModelRequest,
         reservation: Reservation,
         held: Charge,
@@ -232,6 +233,12 @@ class BudgetGuard:
             raise
         latency = (time.perf_counter() - started) * 1000
         usage = response.usage
+        if response.model and response.model != request.model:
+            # Price what actually served (an alias resolves to a dated snapshot), when it is known.
+            served = self.prices.get(price_provider, response.model)
+            if served is not None:
+                prices = served
+            step["model"] = response.model
         cost = prices.cost(usage) if prices is not None else None
         baseline = ctx.baseline.cost(usage) if ctx.baseline is not None else None
         cost_picos = None if cost is None else to_picos(cost)
