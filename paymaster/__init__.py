@@ -14,7 +14,16 @@ from .executors import ApprovalRequest, CapPolicy, RetryPolicy, Tool, tool
 from .ledger import Alert, Ledger
 from .planners import Complexity, Plan, Subtask
 from .pricing import ModelPrices, PriceBook
-from .providers import Message, ModelRequest, ModelResponse, Provider, ScriptedProvider, Usage
+from .providers import (
+    AnthropicProvider,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    OpenAIProvider,
+    Provider,
+    ScriptedProvider,
+    Usage,
+)
 from .router import Tier, TierTable
 from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
 
@@ -24,6 +33,7 @@ __all__ = [
     "Agent",
     "AgentDefinitionError",
     "Alert",
+    "AnthropicProvider",
     "ApprovalRequest",
     "Budget",
     "CapPolicy",
@@ -37,6 +47,7 @@ __all__ = [
     "ModelPrices",
     "ModelRequest",
     "ModelResponse",
+    "OpenAIProvider",
     "Outcome",
     "PaymasterError",
     "Plan",

@@ -388,7 +388,7 @@ def test_independent_subtasks_run_at_the_same_time(ledger_path: Path) -> None:
 def test_plan_admission_asks_the_approver_and_runs_when_granted(ledger_path: Path) -> None:
     class Asking(Agent):
         name = "asking"
-        on_cap = ("approve",)  # noqa: RUF012
+        on_cap = ("approve",)
 
     asked: list[ApprovalRequest] = []
 

@@ -7,7 +7,8 @@ EXPORTED = {
     "Message", "MissingExtraError", "ModelPrices", "ModelRequest", "ModelResponse", "Outcome", "PaymasterError",
     "Plan", "PriceBook", "PriceUnknownError", "Provider", "ProviderError", "Runtime", "ScriptedProvider",
     "Subtask", "Task", "TaskStatus", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
-    "ApprovalRequest", "CapPolicy", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
+    "ApprovalRequest", "CapPolicy",
+    "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
 }
 
 

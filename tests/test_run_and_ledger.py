@@ -19,7 +19,7 @@ from paymaster.executors import RetryPolicy
 PUBLISHED = {
     "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
     "claude-haiku-4-5": (Decimal("1"), Decimal("5")),
-    "claude-sonnet-4-5": (Decimal("3"), Decimal("15")),
+    "claude-sonnet-4-6": (Decimal("3"), Decimal("15")),
 }
 
 
@@ -67,7 +67,7 @@ def test_cached_tokens_are_priced_at_the_cache_rates(ledger_path: Path) -> None:
     # claude-haiku-4-5: $1 input, $0.10 cache read, $1.25 cache write, $5 output per MTok.
     hand = (1_000 * Decimal(1) + 8_000 * Decimal("0.1") + 1_000 * Decimal("1.25") + 500 * Decimal(5)) / 10**6
     assert outcome.cost_usd == hand
-    # The deepest tier (claude-sonnet-4-5) prices the same tokens for the baseline.
+    # The deepest tier (claude-sonnet-4-6) prices the same tokens for the baseline.
     assert outcome.baseline_usd == (1_000 * 3 + 8_000 * Decimal("0.3") + 1_000 * Decimal("3.75") + 500 * 15) / 10**6
 
 

@@ -15,7 +15,7 @@ import anyio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from .._money import to_picos
-from ..errors import ProviderTimeoutError
+from ..errors import MalformedResponseError, ProviderTimeoutError
 from ..ledger import Charge, Ledger, Refusal, Reservation
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
@@ -216,9 +216,10 @@ class BudgetGuard:
             response = await provider.complete(request)
         except BaseException as exc:
             latency = (time.perf_counter() - started) * 1000
-            # A call that timed out or was cancelled mid-flight may still have been
-            # billed: count its worst case, so spend is over-stated, never under-stated.
-            billed = isinstance(exc, ProviderTimeoutError) or not isinstance(exc, Exception)
+            # A call that timed out, was cancelled mid-flight or answered with a body we
+            # could not read may still have been billed: count its worst case, so spend
+            # is over-stated, never under-stated.
+            billed = isinstance(exc, ProviderTimeoutError | MalformedResponseError) or not isinstance(exc, Exception)
             spent = held if billed else Charge(calls=1)  # an attempt counts as a call, paid or not
             error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
             # The ledger write is synchronous, so a pending cancellation cannot cut it short.

@@ -1,12 +1,16 @@
 """Model providers behind one narrow interface."""
 
+from ._anthropic import AnthropicProvider
+from ._openai import OpenAIProvider
 from ._scripted import ScriptedCall, ScriptedProvider, counted_usage, default_reply
 from ._types import Message, ModelRequest, ModelResponse, Provider, ToolCall, ToolSpec, Usage
 
 __all__ = [
+    "AnthropicProvider",
     "Message",
     "ModelRequest",
     "ModelResponse",
+    "OpenAIProvider",
     "Provider",
     "ScriptedCall",
     "ScriptedProvider",

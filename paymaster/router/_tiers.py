@@ -27,7 +27,7 @@ class Tier(BaseModel):
 DEFAULT_TIERS: tuple[Tier, ...] = (
     Tier(name="fast", provider="openai", model="gpt-4o-mini", max_tokens=1024),
     Tier(name="balanced", provider="anthropic", model="claude-haiku-4-5", max_tokens=2048),
-    Tier(name="deep", provider="anthropic", model="claude-sonnet-4-5", max_tokens=4096),
+    Tier(name="deep", provider="anthropic", model="claude-sonnet-4-6", max_tokens=4096),
 )
 DEFAULT_ROUTES: Mapping[Complexity, str] = {
     Complexity.SIMPLE: "fast",

@@ -118,6 +118,7 @@ class Runtime:
         self.recovered = self.ledger.recover()  # close what a crashed process left open
         self._provider = provider
         self._providers = dict(providers or {})
+        self._explicit_providers = providers is not None
         self.router = Router(self.tiers)
         self.planner: Planner = planner or SingleStepPlanner()
         self.approver = approver
@@ -135,11 +136,17 @@ class Runtime:
         if found is not None:
             return found
         env = _PROVIDER_ENV.get(tier.provider)
-        hint = f" (and set {env})" if env else ""
+        if env and os.environ.get(env) and not self._explicit_providers:
+            # No providers given: the official SDKs, keyed from the usual environment variables.
+            from ..providers import AnthropicProvider, OpenAIProvider
+
+            made: Provider = AnthropicProvider() if tier.provider == "anthropic" else OpenAIProvider()
+            self._providers[tier.provider] = made
+            return made
+        hint = f"set {env}, or " if env else ""
         raise ConfigurationError(
-            f"tier {tier.name!r} needs provider {tier.provider!r}, which is not configured: pass "
-            f"Runtime(providers={{{tier.provider!r}: ...}}){hint}, or Runtime(provider=ScriptedProvider()) "
-            "to run offline"
+            f"tier {tier.name!r} needs provider {tier.provider!r}, which is not configured: {hint}pass "
+            f"Runtime(providers={{{tier.provider!r}: ...}}), or Runtime(provider=ScriptedProvider()) to run offline"
         )
 
     def _check(self, agent: type[Agent], budget: Budget) -> None:
@@ -264,7 +271,21 @@ class Runtime:
         budget: Budget | None = None,
     ) -> Outcome:
         """``run`` for code that is not async (starts and ends its own event loop)."""
-        return anyio.run(partial(self.run, agent, input, tenant=tenant, tags=tags, budget=budget))
+
+        async def run_and_close() -> Outcome:
+            try:
+                return await self.run(agent, input, tenant=tenant, tags=tags, budget=budget)
+            finally:
+                await self.aclose_providers()
+
+        return anyio.run(run_and_close)
+
+    async def aclose_providers(self) -> None:
+        """Close the providers' connections opened on the running event loop."""
+        for provider in {id(p): p for p in [self._provider, *self._providers.values()] if p is not None}.values():
+            aclose = getattr(provider, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def _plan(self, task: Task, agent: type[Agent], instance: Agent, ctx: CallContext) -> Plan:
         """The agent's own plan if it has one, else its planner's (on the planner tier, budgeted)."""
