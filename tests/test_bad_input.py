@@ -99,7 +99,7 @@ def test_missing_provider_names_what_to_configure(ledger_path: Path) -> None:
     class Plain(Agent):
         name = "plain"
 
-    with Runtime(ledger=ledger_path) as rt, pytest.raises(ConfigurationError, match="set OPENAI_API_KEY"):
+    with Runtime(ledger=ledger_path) as rt, pytest.raises(ConfigurationError, match="set OPENAI_API_KEY, or pass"):
         rt.run_sync(Plain, "hello")
 
 

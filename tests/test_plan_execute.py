@@ -145,3 +145,25 @@ def test_long_context_is_summarised_on_the_cheapest_tier_and_recorded(ledger_pat
 def test_bad_planning_settings_fail_at_definition(attrs: dict[str, object], message: str) -> None:
     with pytest.raises(AgentDefinitionError, match=message):
         type("Bad", (Agent,), {"name": "bad", **attrs})
+
+
+def test_score_mode_from_a_thresholds_file_in_the_config_routes_by_score(tmp_path: Path) -> None:
+    from paymaster.router import LengthScorerSpec, Thresholds, save_thresholds
+
+    save_thresholds(
+        Thresholds(scorer=LengthScorerSpec(scale_words=10), tiers=("fast", "balanced", "deep"), thresholds=(0.3, 0.6)),
+        tmp_path / "thresholds.json",
+    )
+    config = tmp_path / "paymaster.toml"
+    config.write_text('[router]\nthresholds = "thresholds.json"\n')
+
+    class Plain(Agent):
+        name = "plain"
+
+    with Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), config=config) as rt:
+        short = rt.run_sync(Plain, "Hi.")
+        long = rt.run_sync(Plain, "Explain " + "very " * 40 + "carefully.")
+        (s1,) = rt.ledger.steps(short.task_id)
+        (s2,) = rt.ledger.steps(long.task_id)
+    assert (s1.tier, s2.tier) == ("fast", "deep")
+    assert s2.note is not None and "(thresholds thresholds.json)" in s2.note

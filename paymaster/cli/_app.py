@@ -16,11 +16,14 @@ from .. import ScriptedProvider
 from ..errors import PaymasterError
 from ..ledger import Ledger
 from ..runtime import Agent, Runtime
+from ._eval import calibrate_command, eval_command
 from ._tables import task_detail, tasks_table
 
 app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False)
 ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=True)
 app.add_typer(ledger_app, name="ledger")
+app.command("eval")(eval_command)
+app.command("calibrate")(calibrate_command)
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
     console.width = 160  # piped output: keep ledger rows on one line each

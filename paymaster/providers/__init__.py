@@ -2,6 +2,7 @@
 
 from ._anthropic import AnthropicProvider
 from ._openai import OpenAIProvider
+from ._replay import RecordedOutcome, RecordedPrompt, ReplayProvider, dump_recordings, load_recordings
 from ._scripted import ScriptedCall, ScriptedProvider, counted_usage, default_reply
 from ._types import Message, ModelRequest, ModelResponse, Provider, ToolCall, ToolSpec, Usage
 
@@ -12,6 +13,9 @@ __all__ = [
     "ModelResponse",
     "OpenAIProvider",
     "Provider",
+    "RecordedOutcome",
+    "RecordedPrompt",
+    "ReplayProvider",
     "ScriptedCall",
     "ScriptedProvider",
     "ToolCall",
@@ -19,4 +23,6 @@ __all__ = [
     "Usage",
     "counted_usage",
     "default_reply",
+    "dump_recordings",
+    "load_recordings",
 ]

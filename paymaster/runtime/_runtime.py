@@ -32,13 +32,14 @@ from ..executors import (
 )
 from ..ledger import HOST, Alert, Ledger, TaskRecord, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
-from ..pricing import PriceBook, parse_price_overrides
+from ..pricing import PriceBook
 from ..providers._types import Provider
-from ..router import RouteDecision, Router, Tier, TierTable, load_config, tier_table_from_config
+from ..router import RouteDecision, Router, ScoreRouter, Tier, TierTable
 from ._admission import admit, enforce_admission
 from ._agent import Agent, planner_for
 from ._budget import Budget
-from ._limits import Limit, Limits, kill_scopes
+from ._config import Settings
+from ._limits import Limit, kill_scopes
 from ._task import Outcome, Task, TaskStatus
 
 _PROVIDER_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -65,10 +66,12 @@ class Runtime:
     ``ledger`` is a database URL or a SQLite path (default ``./paymaster.db``,
     or the PAYMASTER_LEDGER environment variable). ``provider`` serves every
     tier; ``providers`` maps a tier's provider name to the provider serving it.
-    ``config`` is a TOML file with ``[tiers.NAME]``, ``[routes]``, ``[limits]``
-    and ``[prices."provider/model"]`` tables; arguments given in code take
-    precedence over it. ``limits`` are day/month budgets per agent, tenant or
-    tag, shared by every process using the same ledger.
+    ``config`` is a TOML file with ``[tiers.NAME]``, ``[routes]``, ``[limits]``,
+    ``[router] thresholds = "file.json"`` and ``[prices."provider/model"]``
+    tables; arguments given in code take precedence over it. ``router`` is a
+    Router, or a thresholds file written by ``paymaster calibrate`` (score
+    mode). ``limits`` are day/month budgets per agent, tenant or tag, shared by
+    every process using the same ledger.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Runtime:
         prices: str | Path | PriceBook | None = None,
         config: str | Path | None = None,
         planner: Planner | None = None,
+        router: Router | str | Path | None = None,
         limits: Iterable[Limit] | None = None,
         tag_keys: Iterable[str] | None = None,
         approver: Approver | None = None,
@@ -89,24 +93,10 @@ class Runtime:
         alert_thresholds: Iterable[float] = (0.8,),
         retry: RetryPolicy | None = None,
     ) -> None:
-        data: Mapping[str, Any] = load_config(config) if config is not None else {}
-        where = str(config) if config is not None else "config"
-        if isinstance(tiers, TierTable):
-            self.tiers = tiers
-        elif tiers is not None:
-            self.tiers = TierTable(tiers, routes=routes or data.get("routes"))
-        else:
-            self.tiers = tier_table_from_config({**data, **({"routes": routes} if routes else {})}, where)
-        if isinstance(prices, PriceBook):
-            self.prices = prices
-        else:
-            self.prices = PriceBook.from_file(prices) if prices is not None else PriceBook()
-            for model_prices in parse_price_overrides(data.get("prices", {}), f"{where}: prices").values():
-                self.prices.set(model_prices)
-        keys = tag_keys if tag_keys is not None else data.get("tag_keys")
-        self.limits = (
-            Limits(limits, keys) if limits is not None else Limits.from_config(data.get("limits", {}), keys, where)
+        settings = Settings.resolve(
+            config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
         )
+        self.tiers, self.prices, self.limits = settings.tiers, settings.prices, settings.limits
         thresholds = tuple(alert_thresholds)
         if any(not 0 < t <= 1 for t in thresholds):
             raise ConfigurationError(f"alert_thresholds are fractions of a cap in (0, 1], got {thresholds}")
@@ -119,7 +109,7 @@ class Runtime:
         self._provider = provider
         self._providers = dict(providers or {})
         self._explicit_providers = providers is not None
-        self.router = Router(self.tiers)
+        self.router = settings.router(router)
         self.planner: Planner = planner or SingleStepPlanner()
         self.approver = approver
         self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry)
@@ -152,8 +142,12 @@ class Runtime:
     def _check(self, agent: type[Agent], budget: Budget) -> None:
         if agent.planner_tier is not None:
             self.tiers.get(agent.planner_tier)
-        for tier_name in {**self.tiers.routes, **agent.routes}.values():
-            tier = self.tiers.get(tier_name)
+        reachable = {*self.tiers.routes.values(), *agent.routes.values()}
+        if isinstance(self.router, ScoreRouter):
+            reachable |= set(self.router.thresholds.tiers)
+        for tier_name in reachable:
+            self.tiers.get(tier_name)  # an unknown name fails here, listing the known ones
+        for tier in (t for t in self.tiers.tiers if t.name in reachable):  # cheapest first: stable messages
             self.provider_for(tier)
             if budget.usd is not None and self.prices.get(tier.provider, tier.model) is None:
                 raise PriceUnknownError(

@@ -1,0 +1,254 @@
+"""``paymaster eval GOLDEN --agent ...``: run a golden set through the runtime and report quality and cost."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from decimal import InvalidOperation
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import PaymasterError
+from ..evals._golden import GoldenItem, load_golden
+from ..evals._metrics import summarise
+from ..evals._objective import Objective
+from ..evals._plot import curve_points, plot_cost_quality
+from ..evals._record import calibrate_file, record_tiers
+from ..evals._run import EvalReport, ItemResult, run_golden
+from ..evals._tables import failures_table, selection_table, split_table, summary_table
+from ..providers._replay import RecordedPrompt, ReplayProvider, dump_recordings
+from ..providers._scripted import ScriptedProvider
+from ..providers._types import Provider
+from ..router._score import ScoreRouter
+from ..runtime import Agent, Runtime
+
+console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 160  # piped output: keep table rows on one line each
+
+
+class _Usage(Exception):
+    """A usage mistake on the command line: printed, then the command exits with status 2."""
+
+
+def load_agent(spec: str) -> tuple[type[Agent], ModuleType]:
+    """Import ``path/to/file.py:ClassName`` or ``module:ClassName`` and return the class and its module."""
+    where, _, name = spec.rpartition(":")
+    if not where or not name:
+        raise _Usage(f"--agent must be 'path/to/file.py:ClassName' or 'module:ClassName', got {spec!r}")
+    try:
+        if where.endswith(".py") or os.sep in where or "/" in where:
+            path = Path(where)
+            if not path.is_file():
+                raise _Usage(f"--agent: file {path} does not exist")
+            module_spec = importlib.util.spec_from_file_location(f"paymaster_eval_{path.stem}", path)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_spec.name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ImportError as exc:
+        raise _Usage(f"--agent: cannot import {where!r}: {exc}") from None
+    found = getattr(module, name, None)
+    if not (isinstance(found, type) and issubclass(found, Agent)):
+        raise _Usage(f"--agent: {where} has no Agent subclass named {name!r}")
+    return found, module
+
+
+def _runtime(
+    ledger: str | None, provider: str, replay: Path | None, config: Path | None, router: Path | None,
+    module: ModuleType,
+) -> tuple[Runtime, ReplayProvider | None]:
+    replayer: ReplayProvider | None = None
+    if replay is not None or provider == "replay":
+        if replay is None:
+            raise _Usage("--provider replay needs --replay FILE (recorded outcomes)")
+        replayer = ReplayProvider(replay)
+        runtime = Runtime(ledger=ledger, provider=replayer, tiers=replayer.tier_table(),
+                          prices=replayer.price_book())
+    elif provider == "scripted":
+        # An example agent may script its model's replies (as `paymaster demo` does).
+        reply: Callable[..., Any] | None = getattr(module, "REPLY", None)
+        scripted: Provider = ScriptedProvider(reply)
+        runtime = Runtime(ledger=ledger, provider=scripted, config=config)
+    else:
+        raise _Usage(f"--provider must be 'scripted' or 'replay', got {provider!r}")
+    if router is not None:
+        try:
+            runtime.router = ScoreRouter.from_file(router, runtime.tiers)
+        except PaymasterError:
+            runtime.close()  # the ledger was opened for nothing
+            raise
+    return runtime, replayer
+
+
+def _report_json(report: EvalReport) -> dict[str, Any]:
+    s = report.summary
+
+    def money(v: Any) -> str | None:
+        return None if v is None else str(v)
+
+    return {
+        "agent": report.agent, "golden": report.golden,
+        "summary": {"items": s.items, "correct": s.correct, "accuracy": s.accuracy, "cost_usd": money(s.cost_usd),
+                    "cost_per_success_usd": money(s.cost_per_success_usd)},
+        "tiers": {t: {"items": x.items, "correct": x.correct, "cost_usd": money(x.cost_usd)}
+                  for t, x in report.tier_split()},
+        "items": [{"id": r.item.id, "task_id": r.task_id, "status": r.status.value, "correct": r.correct,
+                   "cost_usd": money(r.cost_usd), "tier": r.tier, "model": r.model, "detail": r.verdict.detail}
+                  for r in report.results],
+    }
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console, transient=True)
+
+
+def _record(
+    runtime: Runtime, agent: type[Agent], items: list[GoldenItem], tiers: list[str] | None, tenant: str,
+    replayer: ReplayProvider | None, path: Path,
+) -> None:
+    names = tiers or [t.name for t in runtime.tiers.tiers]
+    by_tier: dict[str, list[ItemResult]] = {n: [] for n in names}
+    with runtime, _progress() as progress:
+        bar = progress.add_task(f"{agent.name} on {len(names)} tiers", total=len(items) * len(names))
+
+        def advance(tier: str, result: ItemResult) -> None:
+            by_tier.setdefault(tier, []).append(result)
+            progress.advance(bar)
+
+        async def go() -> list[RecordedPrompt]:
+            return await record_tiers(runtime, agent, items, tiers=tiers, tenant=tenant, replay=replayer,
+                                      on_result=advance)
+
+        try:
+            recordings = anyio.run(go)
+        except PaymasterError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    dump_recordings(recordings, path)
+    rows = [(tier, summarise((r.correct for r in rs), (r.cost_usd for r in rs))) for tier, rs in by_tier.items()]
+    console.print(split_table(rows, title=f"Every item on every tier ({len(items)} items)", share=False))
+    for tier, results in by_tier.items():
+        stopped = sum(1 for r in results if r.status.value == "budget_exceeded")
+        if stopped:
+            console.print(f"[yellow]note:[/yellow] tier {tier!r}: {stopped} of {len(results)} items stopped at a "
+                          "budget cap; leave it out of calibration with --tiers, or raise the cap")
+    console.print(f"Recorded to {path}; calibrate with: paymaster calibrate {path} --out thresholds.json")
+
+
+def eval_command(
+    golden: Annotated[Path, typer.Argument(help="Golden set: JSON Lines (see evals/golden/README.md).")],
+    agent: Annotated[str, typer.Option("--agent", "-a", help="path/to/file.py:ClassName or module:ClassName.")],
+    provider: Annotated[str, typer.Option(help="scripted (offline stand-in) or replay (recorded outcomes).")] =
+    "scripted",
+    replay: Annotated[Path | None, typer.Option(help="Replay file of recorded model outcomes; implies "
+                                                     "--provider replay, one tier per recorded model.")] = None,
+    router: Annotated[Path | None, typer.Option(help="Thresholds file from calibration: route in score mode.")] =
+    None,
+    config: Annotated[Path | None, typer.Option(help="Runtime config TOML (tiers, routes, prices).")] = None,
+    ledger: Annotated[str | None, typer.Option("--ledger", "-l", help="Ledger URL or SQLite path "
+                                               "(default: $PAYMASTER_LEDGER or ./paymaster.db)")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant the eval tasks are recorded under.")] = "eval",
+    limit: Annotated[int | None, typer.Option(help="Only the first N items.", min=1)] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] =
+    None,
+    record: Annotated[Path | None, typer.Option(help="Run every item on every tier and write the outcomes to this "
+                                                     "replay file, for `paymaster calibrate`.")] = None,
+    tiers: Annotated[str | None, typer.Option(help="With --record: comma-separated tier names (default: all).")] =
+    None,
+) -> None:
+    """Run a golden set through the runtime; report accuracy, cost, cost per success and the tier split."""
+    try:
+        items: list[GoldenItem] = load_golden(golden)[:limit]
+        agent_cls, module = load_agent(agent)
+        runtime, replayer = _runtime(ledger, provider, replay, config, router, module)
+    except (_Usage, PaymasterError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if record is not None:
+        chosen = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
+        _record(runtime, agent_cls, items, chosen, tenant, replayer, record)
+        return
+    with runtime, _progress() as progress:
+        bar = progress.add_task(f"{agent_cls.name} on {golden.name}", total=len(items))
+
+        def advance(_: ItemResult) -> None:
+            progress.advance(bar)
+
+        async def go() -> EvalReport:
+            return await run_golden(runtime, agent_cls, items, golden=golden.name, tenant=tenant,
+                                    replay=replayer, on_result=advance)
+
+        report = anyio.run(go)
+        ledger_url = runtime.ledger.url
+    console.print(summary_table(report))
+    console.print(split_table(report.tier_split()))
+    console.print(selection_table(report.selection()))
+    if report.failures():
+        console.print(failures_table(report.failures()))
+    if replayer is None and provider == "scripted":
+        console.print("[dim]Offline run: the scripted provider stands in for every model, so accuracy measures the "
+                      "stand-in, not a model; costs are what the same tokens would cost on each tier.[/dim]")
+    if json_out is not None:
+        json_out.write_text(json.dumps(_report_json(report), indent=2) + "\n", encoding="utf-8")
+        console.print(f"Results written to {json_out}")
+    console.print(f"Every task is in the ledger {ledger_url} (tenant {tenant!r}): paymaster ledger show <task>")
+
+
+def calibrate_command(
+    records: Annotated[Path, typer.Argument(help="Replay file: recorded outcomes per tier (paymaster eval --record).")],
+    out: Annotated[Path, typer.Option(help="Thresholds file to write (a kNN index is written beside it).")] = Path(
+        "thresholds.json"),
+    target: Annotated[str, typer.Option(help="Share of the reference's accuracy (quality) or cost (cost).")] = "0.95",
+    objective: Annotated[str, typer.Option(help="quality: cheapest setting reaching the target; cost: most accurate "
+                                                "setting within it.")] = "quality",
+    reference: Annotated[str | None, typer.Option(help="Reference tier (default: the most accurate).")] = None,
+    scorer: Annotated[str, typer.Option(help="knn (learned from the recordings) or length.")] = "knn",
+    embedder: Annotated[str, typer.Option(help="hashing-1024 (numpy only) or all-MiniLM-L6-v2 (cache extra).")] =
+    "hashing-1024",
+    plot: Annotated[Path | None, typer.Option(help="Also draw the cost-quality curve to this PNG.")] = None,
+    tiers: Annotated[str | None, typer.Option(help="Comma-separated tiers to route between, cheapest first "
+                                                   "(default: every recorded one, by recorded cost).")] = None,
+) -> None:
+    """Sweep score-router thresholds on recorded outcomes and write the thresholds file the router loads."""
+    try:
+        if objective not in ("quality", "cost"):
+            raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
+        try:
+            goal = (Objective.quality if objective == "quality" else Objective.cost)(target, reference)
+        except InvalidOperation:
+            raise _Usage(f"--target must be a number such as 0.95, got {target!r}") from None
+        ladder = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
+        calibration = calibrate_file(records, objective=goal, scorer=scorer, embedder=embedder, tiers=ladder)
+        written = calibration.write(out)
+    except (_Usage, PaymasterError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    ref = calibration.reference
+    rows = [(f"{t} (every item)", r.summary) for t, r in zip(calibration.tiers, calibration.singles, strict=True)]
+    rows.append((f"score router ({calibration.scorer_kind})", calibration.train.summary))
+    console.print(split_table(rows, title=f"Calibration on {records.name} (leave-one-out for knn)", label="policy",
+                              share=False))
+    console.print(calibration.describe())
+    console.print(f"Thresholds written to {written}; load them with ScoreRouter.from_file({str(written)!r}, tiers)")
+    if plot is not None:
+        scale = float(ref.summary.cost_usd or 1)
+        singles = {t: (float(s.cost_usd or 0) / scale, s.accuracy) for t, s in rows[:-1]}
+        chosen = calibration.train.summary
+        plot_cost_quality(plot, singles=singles, curves={"swept thresholds": curve_points(calibration.curve, scale)},
+                          chosen={"chosen": (float(chosen.cost_usd or 0) / scale, chosen.accuracy)},
+                          title=f"Calibration on {records.name}", reference=ref.name)
+        console.print(f"Cost-quality curve drawn to {plot}")
