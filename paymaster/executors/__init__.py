@@ -1,6 +1,7 @@
 """Executors run subtasks: prompt assembly, tool calls, retries and every model call under the budget guard."""
 
 from ._aggregate import aggregate, combine, final_subtasks
+from ._cached import Cache
 from ._executor import ExecSettings, Executor, subtask_prompt
 from ._guard import BudgetGuard, BudgetStop, CallContext, RunCharges
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
@@ -12,6 +13,7 @@ __all__ = [
     "Approver",
     "BudgetGuard",
     "BudgetStop",
+    "Cache",
     "CallContext",
     "CapPolicy",
     "ExecSettings",

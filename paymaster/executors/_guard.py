@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from ..ledger import Charge, Ledger, Refusal, Reservation
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
 from ..router import Tier, TierTable
+from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, hit_response
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
 from ._tools import Tool
@@ -47,6 +49,8 @@ class RunCharges:
     cost_picos: int = 0
     unpriced: int = 0
     calls: int = 0
+    cache_hits: int = 0
+    saved_picos: int = 0
 
 
 @dataclass
@@ -63,6 +67,8 @@ class CallContext:
     policies: Sequence[CapPolicy] = (CapPolicy.HALT,)
     approver: Approver | None = None
     on_pause: Callable[[bool], None] | None = None
+    cache: Cache | None = None
+    agent_version: str = ""
 
 
 class BudgetGuard:
@@ -92,7 +98,38 @@ class BudgetGuard:
         subtask_id: str | None = None,
         note: str | None = None,
     ) -> ModelResponse:
-        """Make a model call, retrying retryable failures within the retry budget; record every attempt."""
+        """Make a model call (or serve it from the cache), retrying retryable failures within the retry budget."""
+        cached = None
+        if ctx.cache is not None:
+            cached = cache_key(ctx.tenant, ctx.agent, ctx.agent_version, tier.name, kind, request)
+        if cached is not None and ctx.cache is not None:
+            hit = await cache_lookup(ctx.cache, *cached)
+            if hit is not None:
+                saved = to_picos(hit.cost_usd)
+                self.ledger.record_step({
+                    "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": "cache_hit", "status": "ok",
+                    "provider": "cache", "model": request.model, "tier": tier.name, "cost_picos": 0,
+                    "saved_picos": saved, "note": describe_hit(hit), "created_at": time.time(),
+                })
+                ctx.charges.cache_hits += 1
+                ctx.charges.saved_picos += saved
+                return hit_response(hit, request)
+        response, adjusted, cost = await self._retrying(ctx, tier, request, kind=kind, subtask_id=subtask_id,
+                                                        note=note)
+        if cached is not None and ctx.cache is not None and not adjusted and cost is not None:
+            await cache_store(ctx.cache, cached[0], cached[1], response, cost)
+        return response
+
+    async def _retrying(
+        self,
+        ctx: CallContext,
+        tier: Tier,
+        request: ModelRequest,
+        *,
+        kind: str,
+        subtask_id: str | None,
+        note: str | None,
+    ) -> tuple[ModelResponse, bool, Decimal | None]:
         attempt = 0
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts),
@@ -132,9 +169,11 @@ class BudgetGuard:
         subtask_id: str | None,
         note: str | None,
         attempt: int,
-    ) -> ModelResponse:
+    ) -> tuple[ModelResponse, bool, Decimal | None]:
+        """One attempt, after the agent's cap policies made it fit: response, whether they changed it, cost."""
         accounts = list(ctx.accounts) + ([ctx.retry_account] if kind == "retry" else [])
         policies = list(ctx.policies)
+        adjusted = False
         while True:
             provider = self.provider_for(tier)
             prices = self.prices.get(tier.provider, tier.model)
@@ -151,7 +190,8 @@ class BudgetGuard:
                 provider=provider.name, model=request.model, tier=tier.name,
             )
             if not isinstance(reservation, Refusal):
-                return await self._send(ctx, provider, prices, tier.provider, request, reservation, held, step)
+                sent = await self._send(ctx, provider, prices, tier.provider, request, reservation, held, step)
+                return sent[0], adjusted, sent[1]
             reason = describe_refusal(reservation)
             self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
             if reservation.dimension == "killed":
@@ -162,12 +202,14 @@ class BudgetGuard:
                 if policy is CapPolicy.DOWNGRADE:
                     cheaper = downgrade(self.tiers, tier, request)
                     if cheaper is not None:
+                        adjusted = True
                         note = f"downgraded from {tier.name} to {cheaper[0].name}: {reservation.dimension} cap"
                         tier, request = cheaper
                         break
                 elif policy is CapPolicy.TRUNCATE:
                     shorter = truncate_to_fit(request, reservation, prices)
                     if shorter is not None:
+                        adjusted = True
                         note = f"context truncated to fit the {reservation.dimension} cap"
                         request = shorter
                         break
@@ -210,7 +252,7 @@ class BudgetGuard:
         reservation: Reservation,
         held: Charge,
         step: dict[str, Any],
-    ) -> ModelResponse:
+    ) -> tuple[ModelResponse, Decimal | None]:
         started = time.perf_counter()
         try:
             response = await provider.complete(request)
@@ -263,7 +305,7 @@ class BudgetGuard:
             ctx.charges.unpriced += 1
         else:
             ctx.charges.cost_picos += cost_picos
-        return response
+        return response, cost
 
     async def tool(self, ctx: CallContext, tool: Tool, arguments: dict[str, Any], *, subtask_id: str | None) -> str:
         """Run a tool call if the budget has room for one more (and for its price); record it."""

@@ -144,6 +144,8 @@ class Ledger:
                     func.count().filter(steps.c.status.in_(("ok", "error", "unsettled"))
                                         & steps.c.kind.notin_(("tool", "cache_hit"))),
                     func.count().filter(steps.c.cost_picos.is_(None) & steps.c.status.in_(("ok", "error"))),
+                    func.coalesce(func.sum(steps.c.saved_picos), 0),
+                    func.count().filter(steps.c.kind == "cache_hit"),
                 ).where(steps.c.task_id == task_id)
             ).one()
             conn.execute(
@@ -160,6 +162,8 @@ class Ledger:
                     output_tokens=int(row[3]),
                     calls=int(row[4]),
                     unpriced_calls=int(row[5]),
+                    saved_picos=int(row[6]),
+                    cache_hits=int(row[7]),
                     finished_at=time.time(),
                 )
             )

@@ -37,6 +37,8 @@ class TaskRecord(SQLModel, table=True):
     cost_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     baseline_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     unpriced_calls: int = 0
+    saved_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    cache_hits: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
@@ -68,6 +70,7 @@ class StepRecord(SQLModel, table=True):
     cost_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     baseline_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     reserved_picos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    saved_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     latency_ms: float = 0.0
     attempt: int = 1
     error: str | None = None

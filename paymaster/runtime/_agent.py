@@ -43,6 +43,7 @@ class Agent:
     max_subtasks: ClassVar[int] = 8
     planner_tier: ClassVar[str | None] = None
     summarise_over: ClassVar[int | None] = 6_000
+    cacheable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigurationError
+from ..executors import Cache
+from ..ledger import Ledger
 from ..planners import Complexity
 from ..pricing import PriceBook, parse_price_overrides
 from ..router import Router, ScoreRouter, Tier, TierTable, load_config, tier_table_from_config
@@ -64,3 +67,21 @@ class Settings:
         if thresholds is not None:
             return ScoreRouter.from_file(self.base / thresholds, self.tiers)  # relative to the config file
         return Router(self.tiers)
+
+
+def open_cache(cache: Cache | str | Path | bool | None, ledger: Ledger) -> tuple[Cache | None, bool]:
+    """The cache to use and whether this runtime opened it (True: a file beside a SQLite ledger)."""
+    if cache is None or cache is False:
+        return None, False
+    if not isinstance(cache, str | Path | bool):
+        return cache, False
+    from ..cache import SemanticCache  # needs the `cache` extra; a clear error names it
+
+    if cache is True:
+        database = ledger.engine.url.database
+        if ledger.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            raise ConfigurationError("cache=True keeps the cache beside a SQLite ledger file; pass cache=PATH")
+        path = Path(database).with_suffix(".cache.db")
+    else:
+        path = Path(cache)
+    return SemanticCache(path), True

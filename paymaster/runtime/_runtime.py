@@ -20,6 +20,7 @@ from ..executors import (
     Approver,
     BudgetGuard,
     BudgetStop,
+    Cache,
     CallContext,
     CapPolicy,
     ExecSettings,
@@ -38,7 +39,7 @@ from ..router import RouteDecision, Router, ScoreRouter, Tier, TierTable
 from ._admission import admit, enforce_admission
 from ._agent import Agent, planner_for
 from ._budget import Budget
-from ._config import Settings
+from ._config import Settings, open_cache
 from ._limits import Limit, kill_scopes
 from ._task import Outcome, Task, TaskStatus
 
@@ -86,6 +87,7 @@ class Runtime:
         config: str | Path | None = None,
         planner: Planner | None = None,
         router: Router | str | Path | None = None,
+        cache: Cache | str | Path | bool | None = None,
         limits: Iterable[Limit] | None = None,
         tag_keys: Iterable[str] | None = None,
         approver: Approver | None = None,
@@ -110,6 +112,7 @@ class Runtime:
         self._providers = dict(providers or {})
         self._explicit_providers = providers is not None
         self.router = settings.router(router)
+        self.cache, self._owns_cache = open_cache(cache, self.ledger)
         self.planner: Planner = planner or SingleStepPlanner()
         self.approver = approver
         self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry)
@@ -188,6 +191,7 @@ class Runtime:
             task_id=task.id, agent=task.agent, tenant=task.tenant, accounts=running.accounts,
             retry_account=f"task:{task.id}:retries", charges=RunCharges(), baseline=baseline,
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
+            cache=self.cache if agent.cacheable else None, agent_version=agent.version,
             on_pause=lambda paused: self.ledger.update_task(
                 task.id, status="awaiting_approval" if paused else "running"
             ),
@@ -252,7 +256,8 @@ class Runtime:
             success=success, stop_reason=stop_reason,
             cost_usd=None if record.unpriced_calls else from_picos(record.cost_picos),
             baseline_usd=None if baseline is None or record.unpriced_calls else from_picos(record.baseline_picos),
-            usage=ctx.charges.usage, calls=record.calls,
+            usage=ctx.charges.usage, calls=record.calls, cache_hits=record.cache_hits,
+            cache_saved_usd=from_picos(record.saved_picos),
         )
 
     def run_sync(
@@ -374,9 +379,11 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the ledger if this runtime opened it."""
+        """Close the ledger and the cache if this runtime opened them."""
         if self._owns_ledger:
             self.ledger.close()
+        if self._owns_cache and self.cache is not None:
+            self.cache.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -397,3 +404,4 @@ def _plan_record(
         ],
         "estimate": dict(estimate),
     }
+

@@ -58,7 +58,13 @@ class Outcome(BaseModel):
     usage: Usage
     calls: int
     stop_reason: str | None = None
+    cache_hits: int = 0
+    cache_saved_usd: Decimal = Decimal(0)
 
+    @property
+    def cached(self) -> bool:
+        """True when every model answer of the task came from the cache."""
+        return self.cache_hits > 0 and self.calls == 0
     @property
     def saved_usd(self) -> Decimal | None:
         """Baseline minus actual cost, when both are known."""
