@@ -80,3 +80,16 @@ def test_an_agent_can_opt_out(ledger_path: Path, cache: SemanticCache) -> None:
         rt.run_sync(Fresh, "Roll a die.")
         rt.run_sync(Fresh, "Roll a die.")
     assert len(provider.calls) == 2
+
+
+@pytest.mark.model
+def test_cache_true_keeps_a_real_cache_beside_the_ledger_across_restarts(tmp_path: Path) -> None:
+    pytest.importorskip("sentence_transformers")
+    ledger = tmp_path / "ledger.db"
+    with Runtime(ledger=ledger, provider=ScriptedProvider(), cache=True) as rt:
+        first = rt.run_sync(Answerer, "How long do refunds take to reach my card?", tenant="acme")
+    assert (tmp_path / "ledger.cache.db").exists()
+    provider = ScriptedProvider()
+    with Runtime(ledger=ledger, provider=provider, cache=True) as rt:
+        again = rt.run_sync(Answerer, "How long do refunds take to reach my card?", tenant="acme")
+    assert provider.calls == [] and again.output == first.output and again.cached

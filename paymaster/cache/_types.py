@@ -50,7 +50,6 @@ class Embedder(Protocol):
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Embed `texts`; rows must have unit length."""
-        ...
 
 
 class Verifier(Protocol):
@@ -58,7 +57,6 @@ class Verifier(Protocol):
 
     def check(self, query: str, cached: str, similarity: float) -> Verdict:
         """Return whether the answer stored for `cached` may be served for `query`."""
-        ...
 
 
 _SPACE = re.compile(r"\s+")

@@ -41,7 +41,6 @@ class Embedder(Protocol):
 
     def encode(self, texts: list[str]) -> Matrix:
         """Embed ``texts``."""
-        ...
 
 
 class HashingEmbedder:

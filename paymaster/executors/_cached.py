@@ -27,15 +27,12 @@ class Cache(Protocol):
 
     def lookup(self, scope: CacheScope, prompt: str) -> CacheHit | None:
         """An answer stored under exactly ``scope`` for ``prompt``, or None."""
-        ...
 
     def store(self, scope: CacheScope, prompt: str, output: str, cost_usd: Decimal) -> bool:
         """Keep ``output`` as the answer; False when not admitted."""
-        ...
 
     def close(self) -> None:
         """Release the cache's files."""
-        ...
 
 
 _ONE_AT_A_TIME = anyio.CapacityLimiter(1)

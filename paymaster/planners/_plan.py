@@ -101,7 +101,6 @@ class Planner(Protocol):
 
     async def plan(self, goal: str, ctx: PlanContext) -> Plan:
         """Return a validated plan for ``goal`` or raise PlanInvalid."""
-        ...
 
 
 class SingleStepPlanner:

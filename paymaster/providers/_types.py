@@ -106,4 +106,3 @@ class Provider(Protocol):
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Send one request and return the response with the provider's own usage."""
-        ...

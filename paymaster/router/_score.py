@@ -142,7 +142,6 @@ class Scorer(Protocol):
 
     def score(self, text: str) -> Score:
         """Escalation scores for ``text``, one per boundary of the ladder."""
-        ...
 
 
 class LengthScorer:

@@ -118,3 +118,17 @@ async def enforce_admission(
         "cost_picos": 0, "reserved_picos": needed, "created_at": time.time(), "note": "plan admission",
     })
     raise BudgetStop(estimate.refusal)
+
+
+def plan_record(
+    plan: Plan, decisions: Mapping[str, RouteDecision], estimate: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The plan as the ledger keeps it: each subtask with its tier and why, and the cost estimate."""
+    return {
+        "subtasks": [
+            {**s.model_dump(mode="json"), "tier": decisions[s.id].tier.name, "reason": decisions[s.id].reason}
+            for s in plan.subtasks
+        ],
+        "estimate": dict(estimate),
+    }
+

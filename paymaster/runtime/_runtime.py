@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import anyio
 
@@ -35,8 +34,8 @@ from ..ledger import HOST, Alert, Ledger, TaskRecord, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook
 from ..providers._types import Provider
-from ..router import RouteDecision, Router, ScoreRouter, Tier, TierTable
-from ._admission import admit, enforce_admission
+from ..router import Router, ScoreRouter, Tier, TierTable
+from ._admission import admit, enforce_admission, plan_record
 from ._agent import Agent, planner_for
 from ._budget import Budget
 from ._config import Settings, open_cache
@@ -209,7 +208,7 @@ class Runtime:
                 plan = await self._plan(task, agent, instance, ctx)
                 decisions = {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
                 estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instance.instructions)
-                self.ledger.update_task(task.id, plan=_plan_record(plan, decisions, estimate.as_record()))
+                self.ledger.update_task(task.id, plan=plan_record(plan, decisions, estimate.as_record()))
                 policies = {CapPolicy(p) for p in agent.on_cap}
                 await enforce_admission(self.ledger, self._guard, ctx, plan, estimate, policies)
                 tools = [t for t in agent.tools if isinstance(t, Tool)]
@@ -392,16 +391,4 @@ class Runtime:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _plan_record(
-    plan: Plan, decisions: Mapping[str, RouteDecision], estimate: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {
-        "subtasks": [
-            {**s.model_dump(mode="json"), "tier": decisions[s.id].tier.name, "reason": decisions[s.id].reason}
-            for s in plan.subtasks
-        ],
-        "estimate": dict(estimate),
-    }
 
