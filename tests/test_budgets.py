@@ -405,3 +405,28 @@ def test_plan_admission_asks_the_approver_and_runs_when_granted(ledger_path: Pat
     assert request.reason.startswith("plan admission") and request.account == f"task:{outcome.task_id}"
     assert account is not None and account.cap_picos is not None and account.cap_picos > to_picos(Decimal("0.10"))
     assert account.spent_picos <= account.cap_picos
+
+
+@pytest.mark.parametrize(("wait", "all_done"), [(30.0, True), (0.0, False)])
+def test_calls_wait_for_in_flight_holds_instead_of_failing(ledger_path: Path, wait: float, all_done: bool) -> None:
+    # Each call costs $0.002 but holds its worst case (~$0.0105) while in flight: only four fit
+    # the $0.05 tenant cap at once, yet all twenty together spend $0.04.
+    limit = Limit("tenant:acme", day=Budget(usd="0.05"))
+    provider = ScriptedProvider(usage=FIXED, latency=0.05)
+    with Runtime(ledger=ledger_path, provider=provider, limits=[limit], budget_wait=wait) as rt:
+        outcomes: list[TaskStatus] = []
+
+        async def many() -> None:
+            async def one(i: int) -> None:
+                outcomes.append((await rt.run(Worker, f"job {i}", tenant="acme")).status)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(one, i)
+
+        anyio.run(many)
+        day = next(a for a in _accounts(rt) if a.startswith("tenant:acme:day:"))
+        account = rt.ledger.account(day)
+    assert account is not None and account.cap_picos is not None
+    assert account.spent_picos <= account.cap_picos
+    assert (outcomes.count(TaskStatus.SUCCEEDED) == 20) is all_done

@@ -16,7 +16,7 @@ import anyio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from .._money import to_picos
-from ..errors import MalformedResponseError, ProviderTimeoutError
+from ..errors import ConfigurationError, MalformedResponseError, ProviderTimeoutError
 from ..ledger import Charge, Ledger, Refusal, Reservation
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
@@ -81,7 +81,11 @@ class BudgetGuard:
         tiers: TierTable,
         provider_for: Callable[[Tier], Provider],
         retry: RetryPolicy | None = None,
+        budget_wait: float = 30.0,
     ) -> None:
+        if budget_wait < 0:
+            raise ConfigurationError(f"budget_wait is seconds >= 0, got {budget_wait}")
+        self.budget_wait = budget_wait
         self.ledger = ledger
         self.prices = prices
         self.tiers = tiers
@@ -185,10 +189,8 @@ class BudgetGuard:
                 "model": request.model, "tier": tier.name, "attempt": attempt, "note": note,
                 "reserved_picos": held.picos, "created_at": time.time(),
             }
-            reservation = self.ledger.reserve(
-                accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
-                provider=provider.name, model=request.model, tier=tier.name,
-            )
+            reservation = await self._reserve(ctx, accounts, held, kind, subtask_id, provider.name, request.model,
+                                              tier.name)
             if not isinstance(reservation, Refusal):
                 sent = await self._send(ctx, provider, prices, tier.provider, request, reservation, held, step)
                 return sent[0], adjusted, sent[1]
@@ -222,6 +224,28 @@ class BudgetGuard:
                 policies.pop(0)
             else:
                 raise BudgetStop(reason, reservation)
+
+    async def _reserve(
+        self, ctx: CallContext, accounts: Sequence[str], held: Charge, kind: str, subtask_id: str | None,
+        provider: str, model: str, tier: str,
+    ) -> Reservation | Refusal:
+        """Reserve; while the only obstacle is other calls' in-flight holds, wait for them to settle.
+
+        Holding every call's worst case means a busy account can look full while
+        little is spent. Such a refusal is transient: the call waits (up to
+        ``budget_wait`` seconds) instead of failing, and still never overspends.
+        """
+        deadline = time.monotonic() + self.budget_wait
+        pause = 0.005
+        while True:
+            reservation = self.ledger.reserve(
+                accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
+                provider=provider, model=model, tier=tier,
+            )
+            if not isinstance(reservation, Refusal) or not reservation.transient or time.monotonic() >= deadline:
+                return reservation
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     async def ask_approval(self, ctx: CallContext, refusal: Refusal, reason: str) -> bool:
         """Ask the approver for room on the refusing account; on yes, its cap grows by the shortfall."""

@@ -67,11 +67,17 @@ class Refusal:
     cap: int
     used: int  # spent + reserved at the time of the refusal
     needed: int
+    spent: int = 0  # of ``used``, what is settled; the rest is held by calls in flight
 
     @property
     def remaining(self) -> int:
         """What was still free on the refusing account, in the dimension's unit."""
         return max(self.cap - self.used, 0)
+
+    @property
+    def transient(self) -> bool:
+        """True when the call would fit once the calls in flight settle (they hold their worst case)."""
+        return self.dimension != "killed" and self.spent + self.needed <= self.cap < self.used + self.needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +211,7 @@ class Accounts:
 
     @staticmethod
     def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
-        cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}" for d in DIMENSIONS)
+        cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}, spent_{d}" for d in DIMENSIONS)
         members, params = in_list("a", ids)
         rows = tx.execute(f"SELECT id, killed, {cols} FROM accounts WHERE id IN {members}", params).fetchall()
         missing = set(ids) - {r[0] for r in rows}
@@ -214,11 +220,15 @@ class Accounts:
         for row in rows:
             if row[1]:
                 return Refusal(row[0], "killed", 0, 0, 0)
+        found: list[Refusal] = []
         for row in rows:
             for i, d in enumerate(DIMENSIONS):
-                cap, used, need = row[2 + 2 * i], row[3 + 2 * i], getattr(held, d)
+                cap, used, spent, need = row[2 + 3 * i], row[3 + 3 * i], row[4 + 3 * i], getattr(held, d)
                 if cap is not None and used + need > cap:
-                    return Refusal(row[0], _UNIT[d], int(cap), int(used), need)
+                    found.append(Refusal(row[0], _UNIT[d], int(cap), int(used), need, int(spent)))
+        if found:
+            # A cap that cannot fit even when nothing is in flight is the real reason; say that one.
+            return next((r for r in found if not r.transient), found[0])
         raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:

@@ -71,7 +71,9 @@ class Runtime:
     tables; arguments given in code take precedence over it. ``router`` is a
     Router, or a thresholds file written by ``paymaster calibrate`` (score
     mode). ``limits`` are day/month budgets per agent, tenant or tag, shared by
-    every process using the same ledger.
+    every process using the same ledger. A call that does not fit only because
+    calls in flight hold their worst case waits up to ``budget_wait`` seconds
+    for them to settle before the agent's cap policy applies.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Runtime:
         on_alert: Callable[[Alert], None] | None = None,
         alert_thresholds: Iterable[float] = (0.8,),
         retry: RetryPolicy | None = None,
+        budget_wait: float = 30.0,
     ) -> None:
         settings = Settings.resolve(
             config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
@@ -114,7 +117,7 @@ class Runtime:
         self.cache, self._owns_cache = open_cache(cache, self.ledger)
         self.planner: Planner = planner or SingleStepPlanner()
         self.approver = approver
-        self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry)
+        self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry, budget_wait)
         self._executor = Executor(self._guard)
         self._running: dict[str, _Running] = {}
 
