@@ -52,6 +52,7 @@ from paymaster.evals import (  # noqa: E402
 )
 from paymaster.evals._cascade import apply_routed_cascade  # noqa: E402
 from paymaster.evals._knn import score_embeddings  # noqa: E402
+from paymaster.evals._predict import calibrate_utility, replay  # noqa: E402
 from paymaster.evals._routerbench import load_routerbench, routerbench_files  # noqa: E402
 from paymaster.providers._replay import tier_name  # noqa: E402
 from paymaster.router._score import LengthScorerSpec  # noqa: E402
@@ -91,6 +92,21 @@ def learned(train: RecordSet, test: RecordSet, name: str, objectives: list[Objec
         k, weight = calibration.scorer["k"], calibration.scorer["prior_weight"]
         scores, accuracy = score_embeddings(calibration.index, test_vectors, k, weight)
         out.append(Routed(calibration, scores, accuracy, k, weight))
+    return out
+
+
+def utility(train: RecordSet, test: RecordSet, name: str, objectives: list[Objective]) -> list[PolicyResult]:
+    """The expected-utility router over models and cascades, calibrated on train per objective, run on test."""
+    drop = frozenset(learn_boilerplate(train.texts))
+    train_vectors = embed([focus(t, drop) for t in train.texts], name)
+    test_vectors = embed([focus(t, drop) for t in test.texts], name)
+    out = []
+    for objective in objectives:
+        calibration = calibrate_utility(train, train_vectors, objective=objective)
+        print(f"utility router, {objective.kind} {objective.target}: {calibration.router.describe()}; "
+              f"train (leave-one-out) accuracy {calibration.train.summary.accuracy:.4f}, "
+              f"cost ${calibration.train.summary.cost_usd:.4f}")
+        out.append(replay(test, calibration.router.route(test_vectors, test.task_types)))
     return out
 
 
@@ -187,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
                             f"kNN {name}, {label}"))
             print(f"{name}, {label}: k={r.k}, prior weight {r.prior_weight}; {r.calibration.describe()}")
         curves[f"kNN {name}: train-swept thresholds, on test"] = sweep_on_test(by_quality, test)
+        if primary is None:
+            for label, u in zip(("target 95% quality", "target 10% cost"),
+                                utility(train, test, name, [quality, cost]), strict=True):
+                results.append((f"utility router over models and cheap-check cascades, kNN {name}, {label}", u,
+                                f"utility router, {label}"))
         primary = primary or by_quality
 
     cascade = calibrate_cascade(train, objective=quality, escalate=reference)
