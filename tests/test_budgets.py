@@ -430,3 +430,21 @@ def test_calls_wait_for_in_flight_holds_instead_of_failing(ledger_path: Path, wa
     assert account is not None and account.cap_picos is not None
     assert account.spent_picos <= account.cap_picos
     assert (outcomes.count(TaskStatus.SUCCEEDED) == 20) is all_done
+
+
+def test_plan_estimate_counts_the_expected_cache_read_of_a_shared_system_prompt(ledger_path: Path) -> None:
+    from paymaster.runtime._admission import admit
+
+    class LongBrief(Agent):
+        name = "long-brief"
+        instructions = "Follow the house style guide. " * 400  # ~2,400 tokens: cacheable
+
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(), planner=ThreeSteps()) as rt:
+        plan = anyio.run(ThreeSteps().plan, "Study this.", None)  # type: ignore[arg-type]
+        decisions = {s.id: rt.router.route(s) for s in plan.subtasks}
+        estimate = admit(rt.ledger, rt.prices, [], plan, decisions, LongBrief.instructions)
+        one = admit(rt.ledger, rt.prices, [], Plan(subtasks=plan.subtasks[:1]), decisions, LongBrief.instructions)
+    assert estimate.low_usd is not None and one.low_usd is not None
+    # Three deep calls, but the second and third read the ~2,400-token prompt at $0.30/MTok, not $3.
+    assert estimate.low_usd < 2 * one.low_usd
+    assert estimate.high_usd is not None and estimate.high_usd > 3 * estimate.low_usd

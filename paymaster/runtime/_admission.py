@@ -14,10 +14,12 @@ from .._money import fmt_usd, from_picos, to_picos
 from ..executors import BudgetGuard, BudgetStop, CallContext, CapPolicy
 from ..ledger import Ledger, Refusal
 from ..planners import Plan
-from ..pricing import PriceBook
-from ..pricing._tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, count_tokens
-from ..providers._types import Usage
+from ..pricing import PriceBook, expected_cost, prefix_tokens
+from ..pricing._tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS
+from ..providers._types import Message, ModelRequest
 from ..router import RouteDecision
+
+MIN_CACHEABLE_TOKENS = 1024  # the shortest prefix Anthropic and OpenAI will cache
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def admit(
     low = high = Decimal(0)
     known = True
     by_id = {s.id: s for s in plan.subtasks}
+    cached: set[tuple[str, str]] = set()  # models whose copy of the system prompt is already cached
     for s in plan.subtasks:
         tier = decisions[s.id].tier
         model_prices = prices.get(tier.provider, tier.model)
@@ -73,9 +76,20 @@ def admit(
             break
         fixed = REQUEST_OVERHEAD_TOKENS + 2 * MESSAGE_OVERHEAD_TOKENS
         context_tokens = sum(decisions[d].tier.max_tokens for d in s.depends_on if d in by_id)
-        estimate = count_tokens(instructions) + count_tokens(s.goal) + fixed
         bound = len(instructions.encode()) + len(s.goal.encode()) + fixed + context_tokens
-        low += model_prices.cost(Usage(input_tokens=estimate, output_tokens=1))
+        request = ModelRequest(model=tier.model, system=instructions, max_tokens=tier.max_tokens,
+                               messages=(Message(role="user", content=s.goal),))
+        # The low end counts the expected prompt-cache read: the second call to a model with the
+        # same long system prompt reads it from the provider's cache at the discounted rate.
+        prefix = prefix_tokens(request)
+        key = (tier.provider, tier.model)
+        if prefix < MIN_CACHEABLE_TOKENS:
+            low += expected_cost(model_prices, request, output_tokens=1)
+        elif key in cached:
+            low += expected_cost(model_prices, request, cached_prefix_tokens=prefix, output_tokens=1)
+        else:
+            cached.add(key)
+            low += expected_cost(model_prices, request, cache_write_tokens=prefix, output_tokens=1)
         high += model_prices.worst_case(bound, tier.max_tokens)
     tight = _tightest(ledger, accounts)
     if tight is None:
