@@ -170,6 +170,8 @@ def test_tool_calls_are_priced_rows_and_capped(ledger_path: Path) -> None:
     assert outcome.stop_reason is not None and outcome.stop_reason.startswith("tool_calls cap")
     model_cost = sum(from_picos(s.cost_picos or 0) for s in steps if s.kind == "execute")
     assert outcome.cost_usd == model_cost + Decimal("0.02")
+    model_baseline = sum(from_picos(s.baseline_picos or 0) for s in steps if s.kind == "execute")
+    assert outcome.baseline_usd == model_baseline + Decimal("0.02")  # the deep tier would pay for the tools too
 
 
 def test_a_tool_result_reaches_the_model(ledger_path: Path) -> None:

@@ -17,6 +17,7 @@ from ..errors import PaymasterError
 from ..ledger import Ledger
 from ..runtime import Agent, Runtime
 from ._eval import calibrate_command, eval_command
+from ._report import report_command
 from ._tables import task_detail, tasks_table
 
 app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False)
@@ -24,6 +25,7 @@ ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=Tr
 app.add_typer(ledger_app, name="ledger")
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("report")(report_command)
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
     console.width = 160  # piped output: keep ledger rows on one line each

@@ -361,7 +361,8 @@ class BudgetGuard:
             status, error = "ok", None
         self.ledger.settle(
             reservation, held,
-            {**step, "status": status, "error": error, "cost_picos": held.picos,
+            # baseline: the deepest tier would have called the same tool at the same price.
+            {**step, "status": status, "error": error, "cost_picos": held.picos, "baseline_picos": held.picos,
              "latency_ms": (time.perf_counter() - started) * 1000},
         )
         ctx.charges.cost_picos += held.picos

@@ -1,0 +1,181 @@
+"""``paymaster report``: where the money went, what it bought and what looks wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .._money import fmt_usd
+from ..errors import PaymasterError
+from ..ledger import Ledger
+from ..ledger._queries import (
+    Anomalies,
+    Distribution,
+    Scope,
+    Spend,
+    Summary,
+    anomalies,
+    cost_distribution,
+    showback,
+    summary,
+    tag_keys,
+    top_spenders,
+)
+
+console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 160  # piped output: keep table rows on one line each
+
+_SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+class _Usage(Exception):
+    """A usage mistake on the command line: printed, then the command exits with status 2."""
+
+
+def parse_when(text: str, *, now: float | None = None) -> float:
+    """Epoch seconds from a span back from now ("7d", "24h", "30m", "2w") or an ISO date/time (UTC if naive)."""
+    span = _SPAN.match(text)
+    if span:
+        return (time.time() if now is None else now) - int(span[1]) * _UNIT_SECONDS[span[2]]
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise _Usage(f"expected a span like 7d, 24h, 30m or an ISO date like 2025-01-31, got {text!r}") from None
+    # A naive date means UTC, like the report's days, so the result does not depend on the machine's zone.
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict."""
+    tags = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise _Usage(f"--tag must be KEY=VALUE, got {pair!r}")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def summary_table(s: Summary) -> Table:
+    """Tasks, success rate, cost, baseline, savings, cost per outcome and the cache."""
+    table = Table(title="Summary", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rate = "-" if s.success_rate is None else f"{100 * s.success_rate:.1f}%"
+    table.add_row("tasks", f"{s.tasks:,}")
+    table.add_row("succeeded", f"{s.succeeded:,} ({rate})")
+    if s.unpriced:
+        table.add_row("unpriced", f"{s.unpriced:,} tasks had a call of unknown price; left out of the money below")
+    table.add_row("cost", fmt_usd(s.cost))
+    table.add_row("all-frontier baseline", fmt_usd(s.baseline))
+    share = f" ({100 * s.savings / s.baseline:.1f}%)" if s.baseline else ""
+    table.add_row("savings", fmt_usd(s.savings) + share)
+    table.add_row("cost per successful outcome", fmt_usd(s.cost_per_success) if s.cost_per_success is not None else "-")
+    table.add_row("cache hits", f"{s.cache_hits:,} (saved {fmt_usd(s.cache_saved)})")
+    return table
+
+
+def distribution_table(rows: list[Distribution]) -> Table:
+    """Per agent: task count and the p50/p90/p99/max of task cost."""
+    table = Table(title="Cost per task, by agent", title_justify="left")
+    for name in ("agent", "tasks", "p50", "p90", "p99", "max"):
+        table.add_column(name, justify="left" if name == "agent" else "right", no_wrap=name != "agent")
+    for d in rows:
+        tasks = f"{d.tasks:,}" + (f" ({d.unpriced} unpriced)" if d.unpriced else "")
+        table.add_row(d.agent, tasks, fmt_usd(d.p50), fmt_usd(d.p90), fmt_usd(d.p99), fmt_usd(d.max))
+    return table
+
+
+def spend_table(title: str, key: str, rows: list[Spend]) -> Table:
+    """One row per spender: its key, tasks and cost."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    table.add_column("tasks", justify="right")
+    table.add_column("cost", justify="right", no_wrap=True)
+    for s in rows:
+        tasks = f"{s.tasks:,}" + (f" ({s.unpriced} unpriced)" if s.unpriced else "")
+        table.add_row("(untagged)" if s.key is None else s.key, tasks, fmt_usd(s.cost))
+    return table
+
+
+def anomaly_tables(found: Anomalies) -> list[Table]:
+    """Anomalous tasks and days, one table each when there are any."""
+    tables = []
+    if found.tasks:
+        t = Table(title="Anomalous tasks (over 3x their agent's median)", title_justify="left")
+        for name in ("task", "when (UTC)", "agent", "tenant", "cost", "agent median"):
+            t.add_column(name, justify="right" if name in ("cost", "agent median") else "left", no_wrap=True)
+        for a in found.tasks:
+            when = dt.datetime.fromtimestamp(a.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+            t.add_row(a.task_id, when, a.agent, a.tenant, fmt_usd(a.cost), fmt_usd(a.median))
+        tables.append(t)
+    if found.days:
+        d = Table(title="Anomalous days (over mean + 2σ of the 30 before)", title_justify="left")
+        for name in ("day (UTC)", "cost", "mean", "threshold"):
+            d.add_column(name, justify="left" if name.startswith("day") else "right", no_wrap=True)
+        for day in found.days:
+            d.add_row(day.day.isoformat(), fmt_usd(day.cost), f"${day.mean:,.2f}", f"${day.threshold:,.2f}")
+        tables.append(d)
+    return tables
+
+
+def report_command(
+    ledger: Annotated[
+        str | None,
+        typer.Option("--ledger", "-l", help="Ledger URL or SQLite path [default: $PAYMASTER_LEDGER or ./paymaster.db]"),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's tasks.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Only tasks with this tag, as KEY=VALUE (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only tasks since: 7d, 24h, 30m, 2w or an ISO date.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only tasks before: a span back from now or an ISO date.")] = None,
+    by: Annotated[str, typer.Option(help="Rank top spenders by tenant, agent or tag:KEY.")] = "tenant",
+    limit: Annotated[int, typer.Option(help="How many top spenders to list.")] = 10,
+) -> None:
+    """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings and anomalies."""
+    try:
+        scope = Scope(
+            since=None if since is None else parse_when(since),
+            until=None if until is None else parse_when(until),
+            tenant=tenant, agent=agent, tags=parse_tags(tag or []),
+        )
+        if not (by in ("tenant", "agent") or (by.startswith("tag:") and len(by) > 4)):
+            raise _Usage(f"--by must be tenant, agent or tag:KEY, got {by!r}")
+    except _Usage as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        db = Ledger(ledger)
+    except PaymasterError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        totals = summary(db, scope)
+        if not totals.tasks:
+            filtered = any(v is not None for v in (since, until, tenant, agent, tag or None))
+            console.print(
+                f"No finished tasks in {db.url}{' match these filters' if filtered else ' yet'}. "
+                + ("Widen --since or drop a filter." if filtered else "Run `paymaster demo` or your own agent first.")
+            )
+            return
+        console.print(summary_table(totals))
+        console.print(distribution_table(cost_distribution(db, scope)))
+        console.print(spend_table(f"Top spenders by {by}", by, top_spenders(db, by, limit, scope)))
+        for key in tag_keys(db, scope):
+            console.print(spend_table(f"Showback by tag {key!r}", key, showback(db, key, scope)))
+        found = anomalies(db, scope)
+        for table in anomaly_tables(found):
+            console.print(table)
+        if not (found.tasks or found.days):
+            console.print("No anomalies: no task over 3x its agent's median, no day over mean + 2σ.")
+    finally:
+        db.close()
