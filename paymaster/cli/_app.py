@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from .. import ScriptedProvider
+from .._files import load_module
 from ..errors import PaymasterError
 from ..ledger import Ledger
 from ..runtime import Agent, Runtime
@@ -83,15 +81,6 @@ def _examples_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "examples"
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"paymaster_example_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @app.command()
 def demo(
     ledger: LedgerOpt = None,
@@ -107,7 +96,7 @@ def demo(
     task_ids: list[str] = []
     db = _open(ledger)
     for file in files:
-        module = _load(file)
+        module = load_module(file, prefix="paymaster_example")
         agent: type[Agent] = module.AGENT
         # An example may script its model's replies; otherwise the provider's default answers.
         runtime = Runtime(ledger=db, provider=ScriptedProvider(getattr(module, "REPLY", None)))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
-import sys
 from collections.abc import Callable
 from decimal import InvalidOperation
 from pathlib import Path
@@ -18,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .._files import load_module
 from ..errors import PaymasterError
 from ..evals._golden import GoldenItem, load_golden
 from ..evals._metrics import summarise
@@ -47,17 +45,9 @@ def load_agent(spec: str) -> tuple[type[Agent], ModuleType]:
     if not where or not name:
         raise _Usage(f"--agent must be 'path/to/file.py:ClassName' or 'module:ClassName', got {spec!r}")
     try:
-        if where.endswith(".py") or os.sep in where or "/" in where:
-            path = Path(where)
-            if not path.is_file():
-                raise _Usage(f"--agent: file {path} does not exist")
-            module_spec = importlib.util.spec_from_file_location(f"paymaster_eval_{path.stem}", path)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_spec.name] = module
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
+        module = load_module(where.replace(os.sep, "/"), prefix="paymaster_eval")
+    except FileNotFoundError:
+        raise _Usage(f"--agent: file {where} does not exist") from None
     except ImportError as exc:
         raise _Usage(f"--agent: cannot import {where!r}: {exc}") from None
     found = getattr(module, name, None)

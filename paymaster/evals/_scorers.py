@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
+
+from .._files import load_module
 
 _EDGE = ".,;:!?\"'`()[]{}*_ \n\t"
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -110,14 +109,11 @@ def _load_function(target: str, base_dir: Path) -> Callable[[str, Any], object]:
     try:
         if module_name.endswith(".py"):
             path = Path(module_name) if Path(module_name).is_absolute() else base_dir / module_name
-            spec = importlib.util.spec_from_file_location(f"paymaster_scorer_{path.stem}", path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise ValueError(f"python scorer file {path} does not exist")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            module = load_module(path, prefix="paymaster_scorer")
         else:
-            module = importlib.import_module(module_name)
+            module = load_module(module_name)
+    except FileNotFoundError:
+        raise ValueError(f"python scorer file {module_name} does not exist") from None
     except ImportError as exc:
         raise ValueError(f"python scorer {target!r} cannot be imported: {exc}") from None
     function = getattr(module, attr, None)

@@ -6,7 +6,6 @@ and local models. An unknown price is ``None``, never zero.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -17,6 +16,7 @@ from genai_prices import Usage as _GPUsage
 from genai_prices import calc_price
 from genai_prices.types import TieredPrices
 
+from .._files import read_toml
 from ..errors import ConfigurationError
 from ..providers._types import Usage
 
@@ -164,14 +164,8 @@ class PriceBook:
     @classmethod
     def from_file(cls, path: str | Path) -> PriceBook:
         """Load overrides from a TOML file with ``[prices."provider/model"]`` tables."""
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigurationError(f"price file {p} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"price file {p} is not valid TOML: {exc}") from None
-        return cls(parse_price_overrides(data.get("prices", {}), where=f"{p}: prices"))
+        data = read_toml(path, "price file")
+        return cls(parse_price_overrides(data.get("prices", {}), where=f"{path}: prices"))
 
     def set(self, prices: ModelPrices) -> None:
         """Add or replace a model's prices."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .._files import read_toml
 from ..errors import ConfigurationError, UnknownTierError
 from ..planners._plan import Complexity
 
@@ -91,13 +91,7 @@ class TierTable:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a Paymaster TOML config file."""
-    p = Path(path)
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"config file {p} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"config file {p} is not valid TOML: {exc}") from None
+    return read_toml(path, "config file")
 
 
 def tier_table_from_config(data: Mapping[str, Any], where: str = "config") -> TierTable:
