@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from paymaster import Budget, Limit, Runtime, ScriptedProvider
+from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider
 from paymaster._money import to_picos
 from paymaster.ledger import AccountRecord, Charge, Ledger, Reservation, ReservationRecord
 
@@ -133,3 +133,47 @@ def test_recovery_leaves_a_live_process_reservations_alone(tmp_path: Path) -> No
         assert rt.ledger.recover() == []
         account = rt.ledger.account("task:x")
         assert account is not None and account.reserved_picos == 5
+
+
+class Worker(Agent):
+    name = "worker"
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider
+
+    class Worker(Agent):
+        name = "worker"
+
+    provider = ScriptedProvider(lambda request: time.sleep(600) or "never")
+    limits = [Limit("tenant:acme", day=Budget(usd=sys.argv[2]))]
+    with Runtime(ledger=sys.argv[1], provider=provider, limits=limits) as rt:
+        rt.run_sync(Worker, "job", tenant="acme")
+    """
+)
+
+
+def test_a_live_runtime_closes_a_dead_peers_holds_instead_of_waiting_on_them(tmp_path: Path) -> None:
+    ledger = str(tmp_path / "peer.db")
+    cap = "0.015"  # room for one call's worst case (~$0.0105) at a time
+    with Runtime(ledger=ledger, provider=ScriptedProvider(), limits=[Limit("tenant:acme", day=Budget(usd=cap))]) as rt:
+        proc = _spawn(HOLDER, ledger, cap)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with rt.ledger.session() as s:
+                if s.exec(select(ReservationRecord)).all():
+                    break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        outcome = rt.run_sync(Worker, "mine", tenant="acme")
+        dead = next(t for t in rt.ledger.tasks() if t.id != outcome.task_id)
+        (stale,) = rt.ledger.steps(dead.id)
+        dead_task = rt.ledger.task(dead.id)
+    # The dead peer's hold was closed at its worst case by this live runtime while it waited,
+    # and what is left of the cap cannot pay for another call: a clear refusal, not a hang.
+    assert stale.status == "unsettled" and stale.note is not None and "process died" in stale.note
+    assert dead_task is not None and dead_task.status == "interrupted"
+    assert outcome.status.value == "budget_exceeded"

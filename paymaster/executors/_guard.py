@@ -236,6 +236,7 @@ class BudgetGuard:
         ``budget_wait`` seconds) instead of failing, and still never overspends.
         """
         deadline = time.monotonic() + self.budget_wait
+        next_recovery = time.monotonic() + 1.0
         pause = 0.005
         while True:
             reservation = self.ledger.reserve(
@@ -244,6 +245,11 @@ class BudgetGuard:
             )
             if not isinstance(reservation, Refusal) or not reservation.transient or time.monotonic() >= deadline:
                 return reservation
+            if time.monotonic() >= next_recovery:
+                # The holder may be a process that died mid-call: close its holds at their
+                # worst case rather than wait for them forever.
+                self.ledger.recover()
+                next_recovery = time.monotonic() + 2.0
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
