@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .. import ScriptedProvider
 from .._files import load_module
@@ -16,7 +14,7 @@ from ..ledger import Ledger
 from ..runtime import Agent, Runtime
 from ._eval import calibrate_command, eval_command
 from ._report import report_command
-from ._tables import task_detail, tasks_table
+from ._tables import make_console, task_detail, tasks_table
 
 app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False)
 ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=True)
@@ -24,9 +22,7 @@ app.add_typer(ledger_app, name="ledger")
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("report")(report_command)
-console = Console()
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 160  # piped output: keep ledger rows on one line each
+console = make_console()
 
 LedgerOpt = Annotated[
     str | None,

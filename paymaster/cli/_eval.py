@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import anyio
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._files import load_module
@@ -29,10 +28,9 @@ from ..providers._scripted import ScriptedProvider
 from ..providers._types import Provider
 from ..router._score import ScoreRouter
 from ..runtime import Agent, Runtime
+from ._tables import make_console
 
-console = Console()
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 160  # piped output: keep table rows on one line each
+console = make_console()
 
 
 class _Usage(Exception):

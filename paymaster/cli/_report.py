@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .._money import fmt_usd
@@ -28,10 +26,9 @@ from ..ledger._queries import (
     tag_keys,
     top_spenders,
 )
+from ._tables import make_console
 
-console = Console()
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 160  # piped output: keep table rows on one line each
+console = make_console()
 
 _SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -13,6 +14,14 @@ from .._money import fmt_usd, from_picos
 from ..ledger import StepRecord, TaskRecord
 
 _STATUS_STYLE = {"succeeded": "green", "budget_exceeded": "yellow", "failed": "red", "running": "cyan"}
+
+
+def make_console() -> Console:
+    """A Rich console; piped output gets a wide page so each ledger row stays on one line."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160
+    return console
 
 
 def _when(ts: float | None) -> str:

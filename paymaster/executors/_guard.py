@@ -43,14 +43,9 @@ class BudgetStop(Exception):
 
 @dataclass
 class RunCharges:
-    """What one task has spent so far, as its calls settle."""
+    """Tokens one task has used so far (money and call totals live in the ledger, summed at finish)."""
 
     usage: Usage = field(default_factory=Usage)
-    cost_picos: int = 0
-    unpriced: int = 0
-    calls: int = 0
-    cache_hits: int = 0
-    saved_picos: int = 0
 
 
 @dataclass
@@ -115,8 +110,6 @@ class BudgetGuard:
                     "provider": "cache", "model": request.model, "tier": tier.name, "cost_picos": 0,
                     "saved_picos": saved, "note": describe_hit(hit), "created_at": time.time(),
                 })
-                ctx.charges.cache_hits += 1
-                ctx.charges.saved_picos += saved
                 return hit_response(hit, request)
         response, adjusted, cost = await self._retrying(ctx, tier, request, kind=kind, subtask_id=subtask_id,
                                                         note=note)
@@ -301,8 +294,6 @@ class BudgetGuard:
                  "cost_picos": spent.picos, "latency_ms": latency,
                  "note": "charged at its worst case: the provider may have billed it" if billed else step["note"]},
             )
-            ctx.charges.cost_picos += spent.picos
-            ctx.charges.calls += 1
             raise
         latency = (time.perf_counter() - started) * 1000
         usage = response.usage
@@ -330,11 +321,6 @@ class BudgetGuard:
             },
         )
         ctx.charges.usage = ctx.charges.usage + usage
-        ctx.charges.calls += 1
-        if cost_picos is None:
-            ctx.charges.unpriced += 1
-        else:
-            ctx.charges.cost_picos += cost_picos
         return response, cost
 
     async def tool(self, ctx: CallContext, tool: Tool, arguments: dict[str, Any], *, subtask_id: str | None) -> str:
@@ -371,5 +357,4 @@ class BudgetGuard:
             {**step, "status": status, "error": error, "cost_picos": held.picos, "baseline_picos": held.picos,
              "latency_ms": (time.perf_counter() - started) * 1000},
         )
-        ctx.charges.cost_picos += held.picos
         return result

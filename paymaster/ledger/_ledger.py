@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
-from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, insert_step, pid_alive
-from ._sql import SqlRunner
+from ._accounts import HOST, Accounts, Charge, Refusal, Reservation, insert_step, pid_alive
+from ._sql import SqlRunner, sqlite_pragmas
 from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
 
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
@@ -36,16 +36,11 @@ def resolve_url(url: str | Path | None) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # Autocommit at the driver level so SQLAlchemy's "begin" hook decides how
-    # transactions start; WAL lets readers run beside the one writer.
+    # transactions start; the same pragmas as the per-call connection.
     dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+    sqlite_pragmas(dbapi_conn)
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -64,7 +59,7 @@ class Ledger:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         try:
             SQLModel.metadata.create_all(self.engine)
@@ -199,10 +194,6 @@ class Ledger:
             return [r[0] for r in s.exec(query).all()]  # type: ignore[call-overload]
 
     # -- accounts and the per-call path -------------------------------------
-
-    def ensure_account(self, account_id: str, caps: Caps) -> None:
-        """Create an account with exactly ``caps`` (or update its caps if it exists)."""
-        self.accounts.ensure({account_id: caps})
 
     def account(self, account_id: str) -> AccountRecord | None:
         """An account's current caps, spend and reservations."""
