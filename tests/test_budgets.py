@@ -114,7 +114,7 @@ def test_retries_are_rows_of_kind_retry_and_honour_the_retry_budget(ledger_path:
     ]
     assert outcome.status is TaskStatus.BUDGET_EXCEEDED
     assert outcome.stop_reason is not None
-    assert outcome.stop_reason.startswith(f"calls cap of account task:{outcome.task_id}:retries")
+    assert outcome.stop_reason.startswith(f"steps cap of account task:{outcome.task_id}:retries")
     assert "gave up retrying after OverloadedError" in outcome.stop_reason
 
 

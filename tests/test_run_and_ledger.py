@@ -105,7 +105,7 @@ def test_token_and_step_caps_refuse_before_the_call(ledger_path: Path) -> None:
     assert by_tokens.status is TaskStatus.BUDGET_EXCEEDED
     assert by_tokens.stop_reason is not None and by_tokens.stop_reason.startswith("tokens cap")
     assert by_steps[0].status == "refused" and by_steps[0].error is not None
-    assert by_steps[0].error.startswith("calls cap")
+    assert by_steps[0].error.startswith("steps cap")
 
 
 def test_a_failed_call_is_recorded_and_the_task_fails_cleanly(ledger_path: Path) -> None:

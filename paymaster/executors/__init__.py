@@ -3,7 +3,7 @@
 from ._aggregate import aggregate, combine, final_subtasks
 from ._cached import Cache
 from ._executor import ExecSettings, Executor, subtask_prompt
-from ._guard import BudgetGuard, BudgetStop, CallContext, RunCharges
+from ._guard import BudgetGuard, BudgetStop, CallContext, ModelRejected, RunCharges, may_have_billed
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
 from ._retry import RetryPolicy
 from ._tools import Tool, tool
@@ -18,6 +18,7 @@ __all__ = [
     "CapPolicy",
     "ExecSettings",
     "Executor",
+    "ModelRejected",
     "RetryPolicy",
     "RunCharges",
     "Tool",
@@ -25,6 +26,7 @@ __all__ = [
     "combine",
     "describe_refusal",
     "final_subtasks",
+    "may_have_billed",
     "subtask_prompt",
     "tool",
 ]

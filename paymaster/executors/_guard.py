@@ -7,7 +7,7 @@ is made that every account of the task's chain cannot pay for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -15,12 +15,12 @@ from typing import Any
 import anyio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from .._money import to_picos
-from ..errors import ConfigurationError, MalformedResponseError, ProviderTimeoutError
-from ..ledger import Charge, Ledger, Refusal, Reservation
+from .._money import fmt_usd, from_picos, to_picos
+from ..errors import ConfigurationError, MalformedResponseError, PaymasterError, ProviderError, ProviderTimeoutError
+from ..ledger import Alert, Charge, Ledger, Refusal, Reservation
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
-from ..router import Tier, TierTable
+from ..router import Tier, TierTable, same_model
 from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, hit_response
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
@@ -39,6 +39,26 @@ class BudgetStop(Exception):
     def killed(self) -> bool:
         """True when the refusal came from the kill switch."""
         return self.refusal is not None and self.refusal.dimension == "killed"
+
+
+class ModelRejected(Exception):
+    """A response came from a model its tier does not accept: the task stops for a person to look."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def may_have_billed(exc: BaseException) -> bool:
+    """Whether a failed call may have reached the provider, and so must be charged at its worst case.
+
+    A provider error says so itself (``billable``); a cancellation or an
+    unexpected error inside a provider may have come after the request was
+    sent. Only errors that prove nothing was sent are free.
+    """
+    if isinstance(exc, ProviderError):
+        return bool(getattr(exc, "billable", isinstance(exc, ProviderTimeoutError | MalformedResponseError)))
+    return not isinstance(exc, PaymasterError)
 
 
 @dataclass
@@ -77,6 +97,7 @@ class BudgetGuard:
         provider_for: Callable[[Tier], Provider],
         retry: RetryPolicy | None = None,
         budget_wait: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         if budget_wait < 0:
             raise ConfigurationError(f"budget_wait is seconds >= 0, got {budget_wait}")
@@ -86,6 +107,44 @@ class BudgetGuard:
         self.tiers = tiers
         self.provider_for = provider_for
         self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        # (provider, requested model) -> {model that served it: longest reply past max_tokens}
+        self._served: dict[tuple[str, str], dict[str, int]] = ledger.served_models()
+
+    def worst_case(
+        self, provider: str, request: ModelRequest, prices: ModelPrices | None
+    ) -> tuple[Decimal | None, int]:
+        """The most ``request`` can cost and how many tokens it can use: the hold it needs.
+
+        Input is bounded by the prompt's bytes plus overhead; output by
+        ``max_tokens``, or by the longest reply this model has been seen to give
+        past its limit. The price is the priciest of the requested model and
+        every model the provider has been seen to serve in its place.
+        """
+        bound_in = bound_prompt_tokens(request)
+        seen = self._served.get((provider, request.model), {})
+        bound_out = max([request.max_tokens, *seen.values()])
+        if prices is None:
+            return None, bound_in + bound_out
+        worst = prices.worst_case(bound_in, bound_out)
+        for model in seen:
+            other = self.prices.get(provider, model)
+            if other is not None:
+                worst = max(worst, other.worst_case(bound_in, bound_out))
+        return worst, bound_in + bound_out
+
+    def _remember(self, provider: str, requested: str, served: str, output_tokens: int) -> bool:
+        """Note a surprising served model or reply length, durably; True when it is news."""
+        seen = self._served.setdefault((provider, requested), {})
+        if served in seen and seen[served] >= output_tokens:
+            return False
+        seen[served] = max(seen.get(served, 0), output_tokens)
+        self.ledger.remember_served(provider, requested, served, output_tokens)
+        return True
+
+    def _alert(self, alert: Alert) -> None:
+        for listener in self.ledger.accounts.listeners:
+            listener(alert)
 
     async def call(
         self,
@@ -132,7 +191,7 @@ class BudgetGuard:
             stop=stop_after_attempt(self.retry.max_attempts),
             wait=self.retry.wait,
             retry=retry_if_exception(is_retryable),
-            sleep=anyio.sleep,
+            sleep=self.sleep,
             reraise=True,
         )
         last_error: BaseException | None = None
@@ -174,9 +233,8 @@ class BudgetGuard:
         while True:
             provider = self.provider_for(tier)
             prices = self.prices.get(tier.provider, tier.model)
-            bound_in = bound_prompt_tokens(request)
-            worst = prices.worst_case(bound_in, request.max_tokens) if prices is not None else None
-            held = Charge(picos=0 if worst is None else to_picos(worst), tokens=bound_in + request.max_tokens, calls=1)
+            worst, tokens = self.worst_case(tier.provider, request, prices)
+            held = Charge(picos=0 if worst is None else to_picos(worst), tokens=tokens, calls=1)
             step: dict[str, Any] = {
                 "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "provider": provider.name,
                 "model": request.model, "tier": tier.name, "attempt": attempt, "note": note,
@@ -185,7 +243,7 @@ class BudgetGuard:
             reservation = await self._reserve(ctx, accounts, held, kind, subtask_id, provider.name, request.model,
                                               tier.name)
             if not isinstance(reservation, Refusal):
-                sent = await self._send(ctx, provider, prices, tier.provider, request, reservation, held, step)
+                sent = await self._send(ctx, provider, prices, tier, request, reservation, held, step)
                 return sent[0], adjusted, sent[1]
             reason = describe_refusal(reservation)
             self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
@@ -270,7 +328,7 @@ class BudgetGuard:
         ctx: CallContext,
         provider: Provider,
         prices: ModelPrices | None,
-        price_provider: str,
+        tier: Tier,
         request: ModelRequest,
         reservation: Reservation,
         held: Charge,
@@ -281,10 +339,7 @@ class BudgetGuard:
             response = await provider.complete(request)
         except BaseException as exc:
             latency = (time.perf_counter() - started) * 1000
-            # A call that timed out, was cancelled mid-flight or answered with a body we
-            # could not read may still have been billed: count its worst case, so spend
-            # is over-stated, never under-stated.
-            billed = isinstance(exc, ProviderTimeoutError | MalformedResponseError) or not isinstance(exc, Exception)
+            billed = may_have_billed(exc)
             spent = held if billed else Charge(calls=1)  # an attempt counts as a call, paid or not
             error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
             # The ledger write is synchronous, so a pending cancellation cannot cut it short.
@@ -292,35 +347,81 @@ class BudgetGuard:
                 reservation, spent,
                 {**step, "status": "unsettled" if billed else "error", "error": error,
                  "cost_picos": spent.picos, "latency_ms": latency,
-                 "note": "charged at its worst case: the provider may have billed it" if billed else step["note"]},
+                 "request_id": getattr(exc, "request_id", None),
+                 "note": "charged at its worst case: the request may have reached the provider, which may have "
+                         "billed it" if billed else step["note"]},
             )
             raise
         latency = (time.perf_counter() - started) * 1000
         usage = response.usage
-        if response.model and response.model != request.model:
-            # Price what actually served (an alias resolves to a dated snapshot), when it is known.
-            served = self.prices.get(price_provider, response.model)
-            if served is not None:
-                prices = served
-            step["model"] = response.model
-        cost = prices.cost(usage) if prices is not None else None
-        baseline = ctx.baseline.cost(usage) if ctx.baseline is not None else None
+        served = response.model or request.model
+        notes = [step["note"]] if step["note"] else []
+        alerts: list[Alert] = []
+        cost: Decimal | None = prices.cost(usage) if prices is not None else None
+        if served != request.model:
+            step["model"] = served
+            served_prices = self.prices.get(tier.provider, served)
+            if served_prices is not None:
+                served_cost = served_prices.cost(usage)
+                pricier = cost is not None and served_cost > cost and not same_model(served, request.model)
+                if pricier and self._remember(tier.provider, request.model, served, 0):
+                    alerts.append(Alert(
+                        f"tier:{tier.name}", "model", 0.0, to_picos(served_cost), 0, kind="served_model",
+                        message=f"tier {tier.name!r} asked {tier.provider} for {request.model} and was served "
+                                f"{served}, which costs more ({fmt_usd(served_cost)} instead of "
+                                f"{fmt_usd(cost or Decimal(0))} for this call); calls on this tier now reserve "
+                                f"for {served}",
+                    ))
+                cost = served_cost
+            elif not same_model(served, request.model):
+                # Nobody knows what the served model costs (a local server names its weights file, a
+                # gateway its own alias): price it as the model asked for, and say so once.
+                notes.append(f"served by {served}, whose price is unknown: priced as {request.model}")
+                if self._remember(tier.provider, request.model, served, 0):
+                    alerts.append(Alert(
+                        f"tier:{tier.name}", "model", 0.0, 0, 0, kind="served_model",
+                        message=f"tier {tier.name!r} asked {tier.provider} for {request.model} and was served "
+                                f"{served}, whose price is unknown; it is priced as {request.model}: add "
+                                f"[prices.\"{tier.provider}/{served}\"] if it costs more",
+                    ))
         cost_picos = None if cost is None else to_picos(cost)
         if cost_picos is not None and cost_picos > held.picos:
-            # Only a provider that counts more tokens than the prompt has bytes gets here;
-            # record it rather than hide it.
-            step["note"] = f"provider reported usage above the reserved worst case ({usage.input_tokens} input tokens)"
+            notes.append(f"cost {fmt_usd(cost)} is above the reserved worst case {fmt_usd(from_picos(held.picos))}")
+        if usage.output_tokens > request.max_tokens:
+            notes.append(f"the provider returned {usage.output_tokens} output tokens, past max_tokens "
+                         f"{request.max_tokens}")
+            if self._remember(tier.provider, request.model, served, usage.output_tokens):
+                alerts.append(Alert(
+                    f"tier:{tier.name}", "tokens", 0.0, usage.output_tokens, request.max_tokens,
+                    kind="max_tokens_ignored",
+                    message=f"{tier.provider}/{served} ignored max_tokens={request.max_tokens} and returned "
+                            f"{usage.output_tokens} output tokens; calls on tier {tier.name!r} now reserve for that",
+                ))
+        rejected = not tier.accepted(served)
+        if rejected:
+            notes.append(f"tier {tier.name!r} does not accept {served}")
+        baseline = ctx.baseline.cost(usage) if ctx.baseline is not None else None
         self.ledger.settle(
             reservation,
             Charge(picos=cost_picos or 0, tokens=usage.total_tokens, calls=1),
             {
-                **step, "status": "ok", "latency_ms": latency,
+                **step, "status": "ok", "latency_ms": latency, "note": "; ".join(notes) or None,
                 "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                 "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens,
                 "cost_picos": cost_picos, "baseline_picos": None if baseline is None else to_picos(baseline),
+                "request_id": getattr(response, "request_id", None),
             },
         )
         ctx.charges.usage = ctx.charges.usage + usage
+        if rejected:
+            reason = (f"model_rejected: tier {tier.name!r} asked for {request.model} and was served {served}, "
+                      f"which it does not accept (accepts {list(tier.accepts) or [tier.model]})")
+            alerts.append(Alert(f"tier:{tier.name}", "model", 0.0, cost_picos or 0, 0, kind="model_rejected",
+                                message=reason))
+        for alert in alerts:
+            self._alert(alert)
+        if rejected:
+            raise ModelRejected(reason)
         return response, cost
 
     async def tool(self, ctx: CallContext, tool: Tool, arguments: dict[str, Any], *, subtask_id: str | None) -> str:

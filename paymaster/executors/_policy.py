@@ -63,7 +63,7 @@ def describe_refusal(refusal: Refusal) -> str:
         unit = ""
     else:
         cap, used, need = str(refusal.cap), str(refusal.used), str(refusal.needed)
-        unit = {"tokens": " tokens", "calls": " model calls", "tool_calls": " tool calls"}[refusal.dimension]
+        unit = {"tokens": " tokens", "steps": " model calls", "tool_calls": " tool calls"}[refusal.dimension]
     return (
         f"{refusal.dimension} cap of account {refusal.account} reached: the call's worst case of {need}{unit} "
         f"does not fit ({used}{unit} of {cap}{unit} already spent or reserved)"

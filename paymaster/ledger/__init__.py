@@ -2,7 +2,15 @@
 
 from ._accounts import HOST, Accounts, Alert, Caps, Charge, Refusal, Reservation
 from ._ledger import DEFAULT_LEDGER_URL, Ledger, new_task_id, resolve_url
-from ._tables import STEP_KINDS, AccountRecord, AlertRecord, ReservationRecord, StepRecord, TaskRecord
+from ._tables import (
+    STEP_KINDS,
+    AccountRecord,
+    AlertRecord,
+    ReservationRecord,
+    ServedModelRecord,
+    StepRecord,
+    TaskRecord,
+)
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
@@ -18,6 +26,7 @@ __all__ = [
     "Refusal",
     "Reservation",
     "ReservationRecord",
+    "ServedModelRecord",
     "StepRecord",
     "TaskRecord",
     "new_task_id",

@@ -63,7 +63,7 @@ class Refusal:
     """Why a reservation did not fit: the account and the cap it would have passed (or a kill)."""
 
     account: str
-    dimension: str  # "usd", "tokens", "calls", "tool_calls" or "killed"
+    dimension: str  # "usd", "tokens", "steps", "tool_calls" or "killed" (named as on a Budget)
     cap: int
     used: int  # spent + reserved at the time of the refusal
     needed: int
@@ -82,13 +82,23 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """An account's spend passed a fraction of one of its caps (fired once per threshold)."""
+    """Something a person should know: a cap nearly used up, or a provider that misbehaved.
+
+    ``kind`` is ``"cap"`` (an account's spend passed ``threshold`` of its cap in
+    ``dimension``; fired once per threshold), ``"served_model"`` (a provider
+    served a pricier model than the one asked for), ``"model_rejected"`` (a
+    tier got a model it does not accept) or ``"max_tokens_ignored"`` (a reply
+    longer than its ``max_tokens``). For provider alerts ``account`` is
+    ``tier:NAME`` and ``message`` says what happened.
+    """
 
     account: str
     dimension: str
     threshold: float
     spent: int
     cap: int
+    kind: str = "cap"
+    message: str = ""
 
 
 _SET_HOLD = ", ".join(f"reserved_{d} = reserved_{d} + :{d}" for d in DIMENSIONS)
@@ -97,7 +107,7 @@ _SET_SETTLE = ", ".join(
     f"reserved_{d} = reserved_{d} - :held_{d}, spent_{d} = spent_{d} + :{d}" for d in DIMENSIONS
 )
 _RETURN = ", ".join(f"spent_{d}, cap_{d}" for d in DIMENSIONS)
-_UNIT = {"picos": "usd", "tokens": "tokens", "calls": "calls", "tool_calls": "tool_calls"}
+_UNIT = {"picos": "usd", "tokens": "tokens", "calls": "steps", "tool_calls": "tool_calls"}
 _STEP_COLUMNS = [c for c in StepRecord.model_fields if c != "id"]
 _STEP_DEFAULTS = {
     c: f.default for c, f in StepRecord.model_fields.items() if c != "id" and f.default is not PydanticUndefined
@@ -276,7 +286,10 @@ class Accounts:
                             {"a": row[0], "d": _UNIT[d], "t": threshold, "s": now_spent, "c": cap, "at": time.time()},
                         ).rowcount
                         if inserted == 1:
-                            fired.append(Alert(row[0], _UNIT[d], threshold, int(now_spent), int(cap)))
+                            fired.append(Alert(
+                                row[0], _UNIT[d], threshold, int(now_spent), int(cap),
+                                message=f"{row[0]} has used {threshold:.0%} of its {_UNIT[d]} cap",
+                            ))
         return fired
 
     # -- recovery -----------------------------------------------------------------

@@ -74,10 +74,23 @@ class Ledger:
     def _check_schema(self) -> None:
         """Refuse a ledger written by an older schema, rather than fail mid-task on a missing column."""
         inspector = inspect(self.engine)
-        missing = []
+        missing: list[str] = []
+        addable: list[tuple[str, Any]] = []
         for table in SQLModel.metadata.sorted_tables:
             have = {c["name"] for c in inspector.get_columns(table.name)}
-            missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                missing.append(f"{table.name}.{column.name}")
+                if column.nullable and column.server_default is None and not column.primary_key:
+                    addable.append((table.name, column))
+        if missing and len(addable) == len(missing):
+            # Only new optional columns (e.g. steps.request_id): adding them loses nothing.
+            with self._tx() as conn:
+                for table_name, column in addable:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {column.name} {kind}")
+            return
         if missing:
             raise LedgerError(
                 f"the ledger {self.url} was written by an older Paymaster and lacks {', '.join(missing)}; "
@@ -228,6 +241,27 @@ class Ledger:
                 )
                 touched.append(task.id)
         return sorted(set(touched))
+
+    def served_models(self) -> dict[tuple[str, str], dict[str, int]]:
+        """What each requested model has been seen served as: (provider, requested) -> {served: max output}."""
+        with self.sql.tx() as tx:
+            rows = tx.execute("SELECT provider, requested, served, max_output_tokens FROM served_models").fetchall()
+            tx.abort()
+        found: dict[tuple[str, str], dict[str, int]] = {}
+        for provider, requested, served, max_output in rows:
+            found.setdefault((provider, requested), {})[served] = int(max_output)
+        return found
+
+    def remember_served(self, provider: str, requested: str, served: str, output_tokens: int) -> None:
+        """Durably note that ``served`` answered a request for ``requested`` with ``output_tokens`` of output."""
+        with self.sql.tx() as tx:
+            tx.execute(
+                "INSERT INTO served_models (provider, requested, served, max_output_tokens, first_seen)"
+                " VALUES (:p, :r, :s, :o, :t) ON CONFLICT (provider, requested, served) DO UPDATE SET"
+                " max_output_tokens = CASE WHEN excluded.max_output_tokens > served_models.max_output_tokens"
+                " THEN excluded.max_output_tokens ELSE served_models.max_output_tokens END",
+                {"p": provider, "r": requested, "s": served, "o": output_tokens, "t": time.time()},
+            )
 
     def record_step(self, step: Mapping[str, Any]) -> None:
         """Write a step that holds no reservation (a refusal, a free tool call, a cache hit)."""

@@ -75,6 +75,7 @@ class StepRecord(SQLModel, table=True):
     attempt: int = 1
     error: str | None = None
     note: str | None = None
+    request_id: str | None = None  # the provider's id for the request, to match its own records
     created_at: float
 
 
@@ -135,3 +136,21 @@ class AlertRecord(SQLModel, table=True):
     spent: int = Field(sa_column=Column(BigInteger, nullable=False))
     cap: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: float
+
+
+class ServedModelRecord(SQLModel, table=True):
+    """A model a provider served when asked for another, and the most output it returned.
+
+    The guard reserves for the priciest model each requested model has been seen
+    to be served by, and for the longest output it returned, from then on.
+    """
+
+    __tablename__ = "served_models"
+    __table_args__ = (UniqueConstraint("provider", "requested", "served"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str
+    requested: str
+    served: str
+    max_output_tokens: int = _counter()
+    first_seen: float

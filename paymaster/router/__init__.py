@@ -12,7 +12,7 @@ from ._score import (
     load_thresholds,
     save_thresholds,
 )
-from ._tiers import DEFAULT_ROUTES, DEFAULT_TIERS, Tier, TierTable, load_config, tier_table_from_config
+from ._tiers import DEFAULT_ROUTES, DEFAULT_TIERS, Tier, TierTable, load_config, same_model, tier_table_from_config
 
 __all__ = [
     "DEFAULT_ROUTES",
@@ -30,6 +30,7 @@ __all__ = [
     "TierTable",
     "load_config",
     "load_thresholds",
+    "same_model",
     "save_thresholds",
     "tier_table_from_config",
 ]

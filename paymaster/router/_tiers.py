@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,25 @@ class Tier(BaseModel):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     max_tokens: int = Field(default=1024, gt=0)
+    accepts: tuple[str, ...] = ()
+    """Models this tier may be served by (dated snapshots of them included); empty accepts any.
+
+    A response naming another model stops the task (status ``model_rejected``) with an alert.
+    """
+
+    def accepted(self, served: str) -> bool:
+        """Whether a response from ``served`` is acceptable for this tier."""
+        if not self.accepts:
+            return True
+        return any(same_model(served, m) for m in (self.model, *self.accepts))
+
+
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
+
+
+def same_model(served: str, asked: str) -> bool:
+    """True when ``served`` is ``asked`` or a dated snapshot of it (``gpt-4o-mini-2024-07-18``)."""
+    return served == asked or _SNAPSHOT.sub("", served) == asked
 
 
 DEFAULT_TIERS: tuple[Tier, ...] = (

@@ -24,6 +24,7 @@ from ..executors import (
     CapPolicy,
     ExecSettings,
     Executor,
+    ModelRejected,
     RetryPolicy,
     RunCharges,
     Tool,
@@ -229,6 +230,8 @@ class Runtime:
         except BudgetStop as stop:
             status = TaskStatus.KILLED if stop.killed else TaskStatus.BUDGET_EXCEEDED
             stop_reason = stop.reason
+        except ModelRejected as rejected:
+            status, stop_reason = TaskStatus.MODEL_REJECTED, rejected.reason
         except PlanInvalid as invalid:
             status, stop_reason = TaskStatus.PLAN_INVALID, invalid.reason
             self.ledger.update_task(task.id, plan={"invalid": invalid.reason, "raw": invalid.raw})

@@ -22,6 +22,7 @@ class TaskStatus(StrEnum):
     KILLED = "killed"
     PLAN_INVALID = "plan_invalid"
     INTERRUPTED = "interrupted"
+    MODEL_REJECTED = "model_rejected"
 
 
 class Task(BaseModel):
