@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BadRequestError, ConfigurationError, ProviderError
-from ._clients import LoopClients, auth_hint, resolve_api_key
+from ._clients import LoopClients, auth_hint, resolve_api_key, served_model
 from ._errors import SdkErrorTypes, error_in, malformed, translate
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
@@ -52,6 +52,9 @@ DEFAULT_TIMEOUT = 600.0
 
 OUTPUT_TOOL = "structured_output"
 """Name of the forced tool that carries structured output."""
+
+REQUEST_ID_HEADER = "request-id"
+"""The response header carrying Anthropic's id for the call."""
 
 _ENV_KEY = "ANTHROPIC_API_KEY"
 _FINISH = {
@@ -152,7 +155,14 @@ class AnthropicProvider:
             data = await raw.json()
         except ValueError as exc:  # a body that is not JSON at all
             raise self._translate(exc) from exc
-        return parse_response(data, request, provider=self.name, forced_tool=wire.forced_tool, secrets=self._secrets)
+        return parse_response(
+            data,
+            request,
+            provider=self.name,
+            forced_tool=wire.forced_tool,
+            secrets=self._secrets,
+            request_id=raw.http_response.headers.get(REQUEST_ID_HEADER),
+        )
 
     def _translate(self, exc: Exception) -> ProviderError:
         return translate(exc, self._errors, provider=self.name, secrets=self._secrets, hint=self._hint)
@@ -263,8 +273,12 @@ def parse_response(
     provider: str,
     forced_tool: str | None = None,
     secrets: tuple[str, ...] = (),
+    request_id: str | None = None,
 ) -> ModelResponse:
-    """Turn a Messages API response body into a ``ModelResponse``; anything off-format is malformed."""
+    """Turn a Messages API response body into a ``ModelResponse``; anything off-format is malformed.
+
+    The model is the one the body names (what served, and so what is billed), else the requested one.
+    """
     if not isinstance(data, Mapping) or not isinstance(data.get("content"), list):
         raise malformed(provider, f"Anthropic message: no content list{error_in(data)}", secrets)
     texts: list[str] = []
@@ -291,9 +305,10 @@ def parse_response(
     return ModelResponse(
         text=answer if answer is not None else "".join(texts),
         usage=parse_usage(data.get("usage"), provider=provider),
-        model=request.model,
+        model=served_model(data, request),
         tool_calls=tuple(calls),
         finish_reason=finish,
+        request_id=request_id or None,
     )
 
 

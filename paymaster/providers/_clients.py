@@ -1,12 +1,14 @@
-"""What both SDK providers share about their clients: one per event loop, and where the key comes from."""
+"""What both SDK providers share: one client per event loop, where the key comes from, which model served."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 from anyio.lowlevel import current_token
+
+from ._types import ModelRequest
 
 
 class _Closable(Protocol):
@@ -75,3 +77,9 @@ def auth_hint(class_name: str, env: str, has_key: bool) -> str:
         return f"no API key is configured: pass {class_name}(api_key=...) or api_key_env=..."
     source = f"the {env} environment variable or " if env else ""
     return f"check {source}the api_key passed to {class_name}"
+
+
+def served_model(body: Mapping[str, Any], request: ModelRequest) -> str:
+    """The model a response body says served the call; the requested model only when it names none."""
+    model = body.get("model")
+    return model.strip() if isinstance(model, str) and model.strip() else request.model

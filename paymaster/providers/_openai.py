@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BadRequestError, ConfigurationError, ProviderError
-from ._clients import LoopClients, auth_hint, resolve_api_key
+from ._clients import LoopClients, auth_hint, resolve_api_key, served_model
 from ._errors import SdkErrorTypes, error_in, malformed, translate
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
@@ -44,6 +44,9 @@ DEFAULT_TIMEOUT = 600.0
 
 SCHEMA_NAME = "output"
 """Name given to the JSON schema in ``response_format``."""
+
+REQUEST_ID_HEADER = "x-request-id"
+"""The response header carrying OpenAI's id for the call."""
 
 _ENV_KEY = "OPENAI_API_KEY"
 
@@ -144,7 +147,8 @@ class OpenAIProvider:
             data = raw.http_response.json()
         except ValueError as exc:  # a body that is not JSON at all
             raise self._translate(exc) from exc
-        return parse_response(data, request, provider=self.name, secrets=self._secrets)
+        request_id = raw.http_response.headers.get(REQUEST_ID_HEADER)
+        return parse_response(data, request, provider=self.name, secrets=self._secrets, request_id=request_id)
 
     def _translate(self, exc: Exception) -> ProviderError:
         return translate(exc, self._errors, provider=self.name, secrets=self._secrets, hint=self._hint)
@@ -240,9 +244,17 @@ def is_strict_schema(schema: object) -> bool:
 
 
 def parse_response(
-    data: object, request: ModelRequest, *, provider: str, secrets: tuple[str, ...] = ()
+    data: object,
+    request: ModelRequest,
+    *,
+    provider: str,
+    secrets: tuple[str, ...] = (),
+    request_id: str | None = None,
 ) -> ModelResponse:
-    """Turn a Chat Completions response body into a ``ModelResponse``; anything off-format is malformed."""
+    """Turn a Chat Completions response body into a ``ModelResponse``; anything off-format is malformed.
+
+    The model is the one the body names (what served, and so what is billed), else the requested one.
+    """
     if not isinstance(data, Mapping):
         raise malformed(provider, "chat completion: body is not an object")
     choices = data.get("choices")
@@ -259,9 +271,10 @@ def parse_response(
     return ModelResponse(
         text=text if isinstance(text, str) else "",
         usage=parse_usage(data.get("usage"), provider=provider),
-        model=request.model,
+        model=served_model(data, request),
         tool_calls=calls,
         finish_reason=finish if isinstance(finish, str) else None,
+        request_id=request_id or None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -52,6 +52,12 @@ class ScriptedProvider:
     When the script runs out (or is a single function) ``default_reply`` or
     that function answers. Replies longer than ``max_tokens`` are cut, as a
     real model's would be, and finish with ``"length"``.
+
+    ``serves`` maps a requested model to the model that answers for it, as a
+    provider resolving an alias or a gateway substituting a model would; the
+    response then names the served model. Each scripted response carries a
+    request id, ``"<name>-<n>"`` for the n-th call (from 1), as a real
+    provider's response header would.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class ScriptedProvider:
         name: str = "scripted",
         latency: float = 0.0,
         usage: Usage | UsageFn | None = None,
+        serves: Mapping[str, str] | None = None,
     ) -> None:
         if callable(replies):
             self._script: list[Reply] = []
@@ -73,12 +80,14 @@ class ScriptedProvider:
         self.name = name
         self.latency = latency
         self._usage = usage
+        self.serves = dict(serves or {})
         self.calls: list[ScriptedCall] = []
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer ``request`` from the script after the configured latency."""
         call = ScriptedCall(request=request, started=time.monotonic())
         self.calls.append(call)
+        number = len(self.calls)  # taken now: concurrent calls append while this one sleeps
         reply: Reply = self._script.pop(0) if self._script else self._fallback
         try:
             if self.latency:
@@ -86,7 +95,7 @@ class ScriptedProvider:
             if isinstance(reply, BaseException):
                 raise reply
             produced = reply(request) if callable(reply) else reply
-            response = produced if isinstance(produced, ModelResponse) else self._respond(request, produced)
+            response = produced if isinstance(produced, ModelResponse) else self._respond(request, produced, number)
         except BaseException as exc:
             call.error = exc
             call.finished = time.monotonic()
@@ -95,7 +104,7 @@ class ScriptedProvider:
         call.finished = time.monotonic()
         return response
 
-    def _respond(self, request: ModelRequest, text: str) -> ModelResponse:
+    def _respond(self, request: ModelRequest, text: str, number: int) -> ModelResponse:
         finish = "stop"
         if count_tokens(text) > request.max_tokens:
             words = text.split()
@@ -108,4 +117,10 @@ class ScriptedProvider:
             usage = self._usage
         else:
             usage = self._usage(request, text)
-        return ModelResponse(text=text, usage=usage, model=request.model, finish_reason=finish)
+        return ModelResponse(
+            text=text,
+            usage=usage,
+            model=self.serves.get(request.model, request.model),
+            finish_reason=finish,
+            request_id=f"{self.name}-{number}",
+        )

@@ -87,7 +87,14 @@ class ModelRequest(BaseModel):
 
 
 class ModelResponse(BaseModel):
-    """A provider's answer: text, tool calls and usage exactly as the provider reported it."""
+    """A provider's answer: text, tool calls and usage exactly as the provider reported it.
+
+    ``model`` is the model the response says served it, which may differ from
+    the one asked for (an alias resolving to a snapshot, a gateway substituting
+    a model); it is the requested model only when the response names none.
+    ``request_id`` is the provider's id for the call (its response header),
+    for matching a call to the provider's own records; None when it sent none.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -96,6 +103,7 @@ class ModelResponse(BaseModel):
     model: str
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str | None = None
+    request_id: str | None = None
 
 
 @runtime_checkable

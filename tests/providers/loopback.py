@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -66,9 +66,9 @@ def claude_message(
     *,
     usage: dict[str, Any] | None = None,
     stop_reason: str = "end_turn",
-    model: str = "claude-sonnet-4-6",
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """A Messages API response body, as api.anthropic.com sends it."""
+    """A Messages API response body, as api.anthropic.com sends it (``model=None``: the model asked for)."""
     return {
         "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
         "type": "message",
@@ -99,9 +99,9 @@ def chat_completion(
     *,
     usage: dict[str, Any] | None = None,
     finish_reason: str = "stop",
-    model: str = "gpt-4o-2024-08-06",
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """A Chat Completions response body, as api.openai.com sends it."""
+    """A Chat Completions response body, as api.openai.com sends it (``model=None``: the model asked for)."""
     return {
         "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
         "object": "chat.completion",
@@ -163,7 +163,12 @@ class LoopbackServer:
         with self._lock:
             self.received.append(request)
             item = self._replies.pop(0) if self._replies else Reply(500, {"error": "no reply queued"})
-        return item(request) if callable(item) else item
+        reply = item(request) if callable(item) else item
+        if isinstance(reply.body, dict) and "model" in reply.body and reply.body["model"] is None:
+            # A body built without a model names the one asked for, as the real APIs do.
+            asked = request.json().get("model") if request.body else None
+            reply = replace(reply, body={**reply.body, "model": asked})
+        return reply
 
     def start(self) -> None:
         """Serve in a background thread."""
