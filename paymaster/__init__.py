@@ -3,6 +3,7 @@
 from .errors import (
     AgentDefinitionError,
     ConfigurationError,
+    ConnectionDroppedError,
     LedgerError,
     MissingExtraError,
     PaymasterError,
@@ -39,6 +40,7 @@ __all__ = [
     "CapPolicy",
     "Complexity",
     "ConfigurationError",
+    "ConnectionDroppedError",
     "Ledger",
     "LedgerError",
     "Limit",

@@ -9,14 +9,20 @@
      ├── LedgerError                 the ledger database refused or is unreadable
      └── ProviderError               a model provider failed; translated at the boundary
           ├── RetryableProviderError
-          │    ├── RateLimitError    429; carries retry_after seconds when the provider sent it
-          │    ├── OverloadedError   529 / 503
-          │    ├── ProviderTimeoutError
-          │    ├── ConnectionFailedError
-          │    └── ServerError       other 5xx
+          │    ├── RateLimitError          429; carries retry_after seconds when the provider sent it
+          │    ├── OverloadedError         529 / 503
+          │    ├── ProviderTimeoutError    billable, unless it timed out connecting or waiting for the pool
+          │    ├── ConnectionFailedError   nothing was sent: refused, DNS, TLS, connect timeout
+          │    ├── ConnectionDroppedError  billable: the connection broke after the request started
+          │    └── ServerError             other 5xx
           ├── BadRequestError        4xx the caller must fix
           ├── AuthenticationError    401 / 403
-          └── MalformedResponseError a body that does not parse as the wire format
+          └── MalformedResponseError billable: a 200 whose body is cut, unreadable or without usage
+
+Every ``ProviderError`` says whether the provider may bill the failed call
+(``billable``): True when the request may have reached the provider, so its
+worst case must be charged; False only when the failure proves nothing was
+sent, or the provider answered with an HTTP error status it does not bill.
 
 Budget refusals are not errors: a task that hits a cap ends with
 ``Outcome.status == "budget_exceeded"`` and the ledger says which cap.
@@ -29,6 +35,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ConnectionDroppedError",
     "ConnectionFailedError",
     "LedgerError",
     "MalformedResponseError",
@@ -78,14 +85,33 @@ class LedgerError(PaymasterError):
 
 
 class ProviderError(PaymasterError):
-    """A model provider call failed; ``provider`` and ``status_code`` say where and how."""
+    """A model provider call failed; ``provider``, ``status_code`` and ``billable`` say where, how and at what cost.
+
+    ``billable`` is True when the request may have reached the provider, so it
+    may be billed and its worst case must be charged. A class sets its usual
+    answer; ``billable=`` overrides it for one error, when the cause proves
+    otherwise. ``request_id`` is the provider's id for the call, when its
+    response carried one.
+    """
 
     retryable: bool = False
+    billable: bool = False
 
-    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status_code: int | None = None,
+        billable: bool | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.status_code = status_code
+        self.request_id = request_id
+        if billable is not None:
+            self.billable = billable
 
 
 class RetryableProviderError(ProviderError):
@@ -104,8 +130,9 @@ class RateLimitError(RetryableProviderError):
         provider: str = "",
         status_code: int | None = 429,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, status_code=status_code)
+        super().__init__(message, provider=provider, status_code=status_code, request_id=request_id)
         self.retry_after = retry_after
 
 
@@ -114,11 +141,19 @@ class OverloadedError(RetryableProviderError):
 
 
 class ProviderTimeoutError(RetryableProviderError):
-    """The call did not complete within its timeout."""
+    """The call did not complete within its timeout; billable unless it never got a connection."""
+
+    billable = True
 
 
 class ConnectionFailedError(RetryableProviderError):
-    """The provider could not be reached (refused or dropped connection)."""
+    """The provider could not be reached, so nothing was sent (refused, DNS, TLS, connect timeout)."""
+
+
+class ConnectionDroppedError(RetryableProviderError):
+    """The connection broke after the request started to go out; the provider may have billed it."""
+
+    billable = True
 
 
 class ServerError(RetryableProviderError):
@@ -134,4 +169,6 @@ class AuthenticationError(ProviderError):
 
 
 class MalformedResponseError(ProviderError):
-    """The provider's response did not parse as its documented wire format."""
+    """The provider's response did not parse as its documented wire format; the call may have been billed."""
+
+    billable = True

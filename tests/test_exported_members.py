@@ -9,6 +9,7 @@ EXPORTED = {
     "Subtask", "Task", "TaskStatus", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
     "ApprovalRequest", "CapPolicy",
     "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
+    "ConnectionDroppedError",
 }
 
 

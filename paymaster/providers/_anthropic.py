@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import BadRequestError, ConfigurationError, ProviderError
+from ..errors import BadRequestError, ConfigurationError, PaymasterError, ProviderError
 from ._clients import LoopClients, auth_hint, resolve_api_key, served_model
 from ._errors import SdkErrorTypes, error_in, malformed, translate
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
@@ -149,20 +149,24 @@ class AnthropicProvider:
                 output_config=wire.output_config or omit,
                 timeout=self._timeout,
             )
-        except self._sdk.AnthropicError as exc:
-            raise self._translate(exc) from exc
-        try:
             data = await raw.json()
-        except ValueError as exc:  # a body that is not JSON at all
+        except PaymasterError:
+            raise
+        except Exception as exc:  # the SDK's, httpx's, or a body that is not JSON: none leaves untranslated
             raise self._translate(exc) from exc
-        return parse_response(
-            data,
-            request,
-            provider=self.name,
-            forced_tool=wire.forced_tool,
-            secrets=self._secrets,
-            request_id=raw.http_response.headers.get(REQUEST_ID_HEADER),
-        )
+        request_id = raw.http_response.headers.get(REQUEST_ID_HEADER)
+        try:
+            return parse_response(
+                data,
+                request,
+                provider=self.name,
+                forced_tool=wire.forced_tool,
+                secrets=self._secrets,
+                request_id=request_id,
+            )
+        except ProviderError as exc:
+            exc.request_id = exc.request_id or request_id  # so a billed, unreadable answer can be reconciled
+            raise
 
     def _translate(self, exc: Exception) -> ProviderError:
         return translate(exc, self._errors, provider=self.name, secrets=self._secrets, hint=self._hint)

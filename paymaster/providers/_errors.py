@@ -6,6 +6,13 @@ an HTTP status, its headers and its body into the matching ``ProviderError``.
 Every message passes through ``redact`` first: a provider or proxy may echo the
 request's credentials back in an error body, and an exception message ends up
 in logs, ledger rows and tracebacks.
+
+Whether a failed call may be billed (``ProviderError.billable``) is decided
+here from the HTTP library's exception under the SDK's: only a failure to get
+a connection at all (refused, DNS, TLS handshake, connect or pool timeout)
+proves the request never left. Anything later (a write or read error, a read
+timeout, a connection closed before or during the response) may have reached
+the provider, which bills a request once it has read it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    ConnectionDroppedError,
     ConnectionFailedError,
     MalformedResponseError,
     OverloadedError,
@@ -120,6 +128,12 @@ def error_detail(body: object) -> tuple[str, str, str]:
     return kind, code, message
 
 
+def request_id_in(headers: Mapping[str, str]) -> str | None:
+    """The provider's request id from response headers (Anthropic ``request-id``, OpenAI ``x-request-id``)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get("request-id") or lowered.get("x-request-id") or None
+
+
 def status_error(
     status: int,
     headers: Mapping[str, str],
@@ -129,7 +143,21 @@ def status_error(
     secrets: Iterable[str] = (),
     hint: str = "",
 ) -> ProviderError:
-    """The Paymaster error for an HTTP error response; ``hint`` is appended for auth failures."""
+    """The Paymaster error for an HTTP error response; ``hint`` is appended for auth failures.
+
+    Providers do not bill requests they answer with an error status, so these
+    errors are not billable, but for a gateway timeout (504): the gateway
+    passed the request on and gave up waiting, so the provider may have run it.
+    """
+    error = _status_error(status, headers, body, provider=provider, secrets=secrets, hint=hint)
+    error.billable = status == 504
+    error.request_id = request_id_in(headers)
+    return error
+
+
+def _status_error(
+    status: int, headers: Mapping[str, str], body: object, *, provider: str, secrets: Iterable[str], hint: str
+) -> ProviderError:
     kind, code, detail = error_detail(body)
     text = f"{provider}: HTTP {status}"
     if kind or code:
@@ -192,11 +220,21 @@ def translate(
     """The Paymaster error for an exception raised by an SDK call (redacting the SDK error in place)."""
     secrets = tuple(secrets)
     scrub_sdk_error(exc, secrets)
-    if isinstance(exc, sdk.timeout):  # before connection: the SDKs' timeout is a connection-error subclass
-        return ProviderTimeoutError(f"{provider}: request timed out", provider=provider)
-    if isinstance(exc, sdk.connection):
-        cause = f": {redact(str(exc.__cause__), secrets)}" if exc.__cause__ else ""
-        return ConnectionFailedError(f"{provider}: connection failed{cause}"[:_MAX_MESSAGE], provider=provider)
+    transport = transport_error(exc)
+    names = {cls.__name__ for cls in type(transport).__mro__} if transport is not None else set()
+    never_sent = bool(names & _NEVER_SENT)
+    detail = f": {redact(str(transport), secrets)}" if transport is not None and str(transport) else ""
+    # Timeouts before connection errors: the SDKs' timeout is a connection-error subclass.
+    if isinstance(exc, sdk.timeout) or "TimeoutException" in names:
+        what = "timed out getting a connection; nothing was sent" if never_sent else "request timed out"
+        return ProviderTimeoutError(f"{provider}: {what}", provider=provider, billable=not never_sent)
+    if "DecodingError" in names:  # the response arrived, but its content encoding is broken
+        return malformed(provider, f"response body ({type(transport).__name__})", secrets)
+    if never_sent:
+        return ConnectionFailedError(f"{provider}: connection failed{detail}"[:_MAX_MESSAGE], provider=provider)
+    if isinstance(exc, sdk.connection) or transport is not None:
+        message = f"{provider}: connection dropped after the request started{detail}"
+        return ConnectionDroppedError(message[:_MAX_MESSAGE], provider=provider)
     if isinstance(exc, sdk.status):
         response = getattr(exc, "response", None)
         headers: Mapping[str, str] = getattr(response, "headers", None) or {}
@@ -205,4 +243,29 @@ def translate(
     if isinstance(exc, (sdk.validation, ValueError)):
         # The SDK's schema validation, or a body that is not JSON at all (json.JSONDecodeError).
         return malformed(provider, f"response body ({type(exc).__name__})", secrets)
-    return ProviderError(redact(f"{provider}: {type(exc).__name__}: {exc}", secrets)[:_MAX_MESSAGE], provider=provider)
+    # Nothing proves the request never left, so it may be billed.
+    message = redact(f"{provider}: {type(exc).__name__}: {exc}", secrets)[:_MAX_MESSAGE]
+    return ProviderError(message, provider=provider, billable=True)
+
+
+# The HTTP library's errors that prove no request went out: no connection was made.
+_NEVER_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol"})
+# httpx and its transport, under the names the SDKs have used for them.
+_HTTP_LIBRARIES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2"})
+
+
+def transport_error(exc: BaseException) -> BaseException | None:
+    """The HTTP library's exception in ``exc``'s cause chain (``exc`` itself included), else None.
+
+    The SDKs wrap it (``raise APIConnectionError(...) from err``); the first
+    one found is the library's own view of what failed, and so of whether
+    anything was sent.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if type(current).__module__.partition(".")[0] in _HTTP_LIBRARIES:
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None

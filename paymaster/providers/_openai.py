@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import BadRequestError, ConfigurationError, ProviderError
+from ..errors import BadRequestError, ConfigurationError, PaymasterError, ProviderError
 from ._clients import LoopClients, auth_hint, resolve_api_key, served_model
 from ._errors import SdkErrorTypes, error_in, malformed, translate
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
@@ -141,14 +141,17 @@ class OpenAIProvider:
                 extra_body=extra,
                 timeout=self._timeout,
             )
-        except self._sdk.OpenAIError as exc:
-            raise self._translate(exc) from exc
-        try:
             data = raw.http_response.json()
-        except ValueError as exc:  # a body that is not JSON at all
+        except PaymasterError:
+            raise
+        except Exception as exc:  # the SDK's, httpx's, or a body that is not JSON: none leaves untranslated
             raise self._translate(exc) from exc
         request_id = raw.http_response.headers.get(REQUEST_ID_HEADER)
-        return parse_response(data, request, provider=self.name, secrets=self._secrets, request_id=request_id)
+        try:
+            return parse_response(data, request, provider=self.name, secrets=self._secrets, request_id=request_id)
+        except ProviderError as exc:
+            exc.request_id = exc.request_id or request_id  # so a billed, unreadable answer can be reconciled
+            raise
 
     def _translate(self, exc: Exception) -> ProviderError:
         return translate(exc, self._errors, provider=self.name, secrets=self._secrets, hint=self._hint)

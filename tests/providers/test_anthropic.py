@@ -15,6 +15,7 @@ from paymaster.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ConnectionDroppedError,
     ConnectionFailedError,
     MalformedResponseError,
     OverloadedError,
@@ -326,7 +327,7 @@ async def test_a_refused_connection_is_translated(refused_url: str) -> None:
 
 async def test_a_dropped_connection_is_translated(claude: AnthropicProvider, server: LoopbackServer) -> None:
     server.reply(Reply(drop=True))
-    with pytest.raises(ConnectionFailedError):
+    with pytest.raises(ConnectionDroppedError):
         await claude.complete(ask())
 
 

@@ -13,6 +13,7 @@ from paymaster.errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ConnectionDroppedError,
     ConnectionFailedError,
     MalformedResponseError,
     OverloadedError,
@@ -305,7 +306,7 @@ async def test_a_refused_connection_is_translated(refused_url: str) -> None:
 
 async def test_a_dropped_connection_is_translated(gpt: OpenAIProvider, server: LoopbackServer) -> None:
     server.reply(Reply(drop=True))
-    with pytest.raises(ConnectionFailedError):
+    with pytest.raises(ConnectionDroppedError):
         await gpt.complete(ask())
 
 
