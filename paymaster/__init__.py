@@ -1,5 +1,8 @@
 """Paymaster: a runtime for AI agents that never overspends."""
 
+from typing import TYPE_CHECKING, Any
+
+from ._money import from_picos
 from .errors import (
     AgentDefinitionError,
     ConfigurationError,
@@ -22,11 +25,15 @@ from .providers import (
     ModelResponse,
     OpenAIProvider,
     Provider,
+    ReplayProvider,
     ScriptedProvider,
     Usage,
 )
-from .router import Tier, TierTable
+from .router import ScoreRouter, Tier, TierTable
 from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
+
+if TYPE_CHECKING:
+    from .cache import SemanticCache
 
 __version__ = "0.1.0"
 
@@ -57,9 +64,12 @@ __all__ = [
     "PriceUnknownError",
     "Provider",
     "ProviderError",
+    "ReplayProvider",
     "RetryPolicy",
     "Runtime",
+    "ScoreRouter",
     "ScriptedProvider",
+    "SemanticCache",
     "Subtask",
     "Task",
     "TaskStatus",
@@ -69,5 +79,15 @@ __all__ = [
     "UnknownTierError",
     "Usage",
     "__version__",
+    "from_picos",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The semantic cache is imported on first use, so that `import paymaster` stays light.
+    if name == "SemanticCache":
+        from .cache import SemanticCache
+
+        return SemanticCache
+    raise AttributeError(f"module 'paymaster' has no attribute {name!r}")

@@ -1,5 +1,8 @@
 """Pins the public API: a change here is a deliberate change for users."""
 
+import subprocess
+import sys
+
 import paymaster
 
 EXPORTED = {
@@ -10,6 +13,7 @@ EXPORTED = {
     "ApprovalRequest", "CapPolicy",
     "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
     "ConnectionDroppedError",
+    "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos",
 }
 
 
@@ -17,3 +21,17 @@ def test_public_api_is_exactly_the_documented_names() -> None:
     assert set(paymaster.__all__) == EXPORTED
     for name in paymaster.__all__:
         assert getattr(paymaster, name) is not None
+
+
+def test_importing_paymaster_leaves_the_cache_and_its_extra_unloaded() -> None:
+    # SemanticCache is exported lazily: `import paymaster` must work without the `cache` extra.
+    code = (
+        "import sys, paymaster\n"
+        "heavy = ('paymaster.cache', 'torch', 'faiss', 'sentence_transformers')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
+        "print(heavy)\n"
+        "from paymaster import SemanticCache\n"
+        "print(SemanticCache.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "paymaster.cache._cache"]

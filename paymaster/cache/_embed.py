@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +50,27 @@ def bundled_model_dir() -> Path:
     )
 
 
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """Hide transformers' progress bars for the block (unless ``show``), then restore the setting."""
+    tf_logging = require("transformers.utils.logging")
+    was_on = tf_logging.is_progress_bar_enabled()
+    if was_on and not show:
+        tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on and not show:
+            tf_logging.enable_progress_bar()
+
+
 class SentenceTransformerEmbedder:
     """Embeds with a local sentence-transformers model; loads it on first use.
 
     `threads` sets torch's (process-wide) intra-op thread count when the model
-    loads; None leaves it alone.
+    loads; None leaves it alone. `progress=True` shows the weight-loading
+    progress bar that transformers draws (hidden by default: a cache lookup
+    should not print to the user's terminal).
     """
 
     def __init__(
@@ -62,11 +80,13 @@ class SentenceTransformerEmbedder:
         device: str = "cpu",
         batch_size: int = 64,
         threads: int | None = 1,
+        progress: bool = False,
     ) -> None:
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._device = device
         self._batch_size = batch_size
         self._threads = threads
+        self._progress = progress
         self._model: Any = None
         self._lock = threading.Lock()
         self.name = MODEL_NAME if model_dir is None else Path(model_dir).name
@@ -85,7 +105,10 @@ class SentenceTransformerEmbedder:
                     require("torch").set_num_threads(self._threads)
                 # local_files_only: the weights are on disk; never ask a model hub,
                 # not even to check for a newer revision.
-                self._model = st.SentenceTransformer(str(model_dir), device=self._device, local_files_only=True)
+                with _progress_bars(self._progress):
+                    self._model = st.SentenceTransformer(
+                        str(model_dir), device=self._device, local_files_only=True
+                    )
             return self._model
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:

@@ -26,9 +26,14 @@ class CapPolicy(StrEnum):
     APPROVE = "approve"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApprovalRequest:
-    """A task asks for more room on an account; the approver may take as long as it likes."""
+    """A task asks for more room on an account; the approver may take as long as it likes.
+
+    ``cap``, ``used`` and ``needed`` are in the dimension's ledger unit (pico-dollars
+    for ``usd``); ``cap_usd``, ``used_usd``, ``needed_usd`` and ``shortfall_usd`` give
+    dollars, and ``str()`` / ``repr()`` show dollars.
+    """
 
     task_id: str
     agent: str
@@ -49,6 +54,40 @@ class ApprovalRequest:
     def shortfall_usd(self) -> Decimal | None:
         """The shortfall in dollars, for a USD cap."""
         return from_picos(self.shortfall) if self.dimension == "usd" else None
+
+    @property
+    def cap_usd(self) -> Decimal | None:
+        """The account's cap in dollars, for a USD cap."""
+        return from_picos(self.cap) if self.dimension == "usd" else None
+
+    @property
+    def used_usd(self) -> Decimal | None:
+        """What the account has spent or holds, in dollars, for a USD cap."""
+        return from_picos(self.used) if self.dimension == "usd" else None
+
+    @property
+    def needed_usd(self) -> Decimal | None:
+        """What the refused call needs, in dollars, for a USD cap."""
+        return from_picos(self.needed) if self.dimension == "usd" else None
+
+    def _amount(self, value: int) -> str:
+        return fmt_usd(from_picos(value)) if self.dimension == "usd" else f"{value:,} {self.dimension}"
+
+    def __str__(self) -> str:
+        """A sentence for people: which account, its cap, what is used and needed, in dollars for USD."""
+        return (
+            f"task {self.task_id} ({self.agent}, tenant {self.tenant}) asks for {self._amount(self.shortfall)} "
+            f"more on {self.account}: cap {self._amount(self.cap)}, used {self._amount(self.used)}, "
+            f"this call needs {self._amount(self.needed)} ({self.reason})"
+        )
+
+    def __repr__(self) -> str:
+        """The fields, with USD amounts in dollars rather than pico-dollars."""
+        return (
+            f"ApprovalRequest(task_id={self.task_id!r}, agent={self.agent!r}, tenant={self.tenant!r}, "
+            f"account={self.account!r}, dimension={self.dimension!r}, cap={self._amount(self.cap)}, "
+            f"used={self._amount(self.used)}, needed={self._amount(self.needed)}, reason={self.reason!r})"
+        )
 
 
 Approver = Callable[[ApprovalRequest], Awaitable[bool]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,14 @@ class TierTable:
                     f"routes: {key!r} is not a complexity; use one of {[c.value for c in Complexity]}"
                 ) from None
             self.routes[complexity] = self.get(tier_name).name
+
+    def __iter__(self) -> Iterator[Tier]:
+        """The tiers, cheapest first."""
+        return iter(self.tiers)
+
+    def __len__(self) -> int:
+        """How many tiers the table holds."""
+        return len(self.tiers)
 
     def get(self, name: str) -> Tier:
         """The tier called ``name``; an unknown name lists the known ones."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from .._money import to_picos
+from ..errors import ConfigurationError
 from ..ledger import Caps
 
 NonNegativeUSD = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -33,6 +34,14 @@ class Budget(BaseModel):
     retries: Count | None = None
     retry_usd: NonNegativeUSD | None = None
     depth: Count | None = None
+
+    if not TYPE_CHECKING:
+        # Hidden from the type checker so that the pydantic plugin keeps the typed signature.
+        def __init__(self, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                raise ConfigurationError(_describe(exc)) from None
 
     @field_validator("usd", "retry_usd", mode="before")
     @classmethod
@@ -66,3 +75,15 @@ class Budget(BaseModel):
     def spend_only(self) -> bool:
         """True when only caps that an account can hold are set (no time, retry or depth caps)."""
         return self.wall_seconds is None and self.retries is None and self.retry_usd is None and self.depth is None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One clause per bad cap: the field, what was wrong with it and the value given."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"Budget({field}=...) is not a cap; the caps are {', '.join(Budget.model_fields)}")
+        else:
+            problems.append(f"Budget({field}=...): {err['msg']}, got {err['input']!r}")
+    return "; ".join(problems)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,7 @@ class Settings:
         keys = tag_keys if tag_keys is not None else data.get("tag_keys")
         scoped = Limits(limits, keys) if limits is not None else Limits.from_config(data.get("limits", {}), keys, where)
         base = Path(config).parent if config is not None else Path(".")
+        check_tier_prices(table, book, "Runtime(tiers=...)" if tiers is not None else where)
         return cls(table, book, scoped, data, base)
 
     def router(self, given: Router | str | Path | None) -> Router:
@@ -67,6 +71,37 @@ class Settings:
         if thresholds is not None:
             return ScoreRouter.from_file(self.base / thresholds, self.tiers)  # relative to the config file
         return Router(self.tiers)
+
+
+def check_tier_prices(table: TierTable, book: PriceBook, where: str) -> None:
+    """Warn when tiers are not listed cheapest first, or when the baseline (last) tier costs nothing.
+
+    Routing and savings both read the order: the last tier is the "deepest" one that
+    complex work goes to by default and that every saving is measured against.
+    """
+    priced: list[tuple[Tier, Decimal]] = []
+    for tier in table:
+        prices = book.get(tier.provider, tier.model)
+        if prices is not None:  # an unknown price is reported where a USD cap needs it
+            # A typical call: as many prompt tokens as output tokens.
+            priced.append((tier, prices.base.input + prices.base.output))
+    for (cheaper, low), (dearer, high) in itertools.pairwise(priced):
+        if high < low:
+            warnings.warn(
+                f"{where}: tier {dearer.name!r} (${high} per million input + output tokens) is listed after "
+                f"{cheaper.name!r} (${low}), but tiers are read cheapest first: the last one is the baseline "
+                "and complex work goes to it. List the tiers from cheapest to most capable.",
+                UserWarning,
+                stacklevel=4,
+            )
+            break
+    if len(table) > 1 and priced and priced[-1][0] == table.deepest and priced[-1][1] == 0:
+        warnings.warn(
+            f"{where}: the baseline tier {table.deepest.name!r} (listed last) costs $0, so every saving "
+            "reads $0. List your most capable priced tier last.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def open_cache(cache: Cache | str | Path | bool | None, ledger: Ledger) -> tuple[Cache | None, bool]:
