@@ -39,11 +39,13 @@ def test_demo_then_ledger_list_and_show(tmp_path: Path) -> None:
 
 
 def test_show_of_an_unknown_task_says_how_to_find_one(tmp_path: Path) -> None:
+    Ledger(tmp_path / "x.db").close()
     result = runner.invoke(app, ["ledger", "show", "nope", "--ledger", str(tmp_path / "x.db")])
     assert result.exit_code == 1
     assert "no task 'nope'" in result.output and "paymaster ledger" in result.output
 
 
 def test_empty_ledger_says_what_to_do(tmp_path: Path) -> None:
+    Ledger(tmp_path / "x.db").close()
     result = runner.invoke(app, ["ledger", "--ledger", str(tmp_path / "x.db")])
     assert result.exit_code == 0 and "paymaster demo" in result.output

@@ -151,7 +151,7 @@ def test_report_command_prints_every_table(filled: Ledger, ledger_path: Path) ->
     assert narrowed.exit_code == 0 and "$3.50" in narrowed.output and "globex" not in narrowed.output
 
 
-def test_report_on_an_empty_ledger_says_what_to_do(ledger_path: Path) -> None:
+def test_report_on_an_empty_ledger_says_what_to_do(ledger: Ledger, ledger_path: Path) -> None:
     result = runner.invoke(_app(), ["--ledger", str(ledger_path)])
     assert result.exit_code == 0 and "paymaster demo" in result.output
     filtered = runner.invoke(_app(), ["--ledger", str(ledger_path), "--since", "7d"])

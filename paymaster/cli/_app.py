@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from sqlmodel import col, select
 
-from .. import ScriptedProvider
+from .. import ScriptedProvider, __version__
 from .._files import load_module
 from ..errors import PaymasterError
-from ..ledger import Ledger
+from ..ledger import Ledger, TaskRecord
 from ..runtime import Agent, Runtime
 from ._eval import calibrate_command, eval_command
 from ._report import report_command
-from ._tables import make_console, task_detail, tasks_table
+from ._tables import LEDGER_HELP, make_console, open_ledger, task_detail, tasks_table, when
 
 app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False)
 ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=True)
@@ -24,18 +26,43 @@ app.command("calibrate")(calibrate_command)
 app.command("report")(report_command)
 console = make_console()
 
-LedgerOpt = Annotated[
-    str | None,
-    typer.Option("--ledger", "-l", help="Ledger URL or SQLite path [default: $PAYMASTER_LEDGER or ./paymaster.db]"),
-]
+LedgerOpt = Annotated[str | None, typer.Option("--ledger", "-l", help=LEDGER_HELP)]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="Every column (needs about 140 columns).")]
 
 
-def _open(url: str | None) -> Ledger:
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"paymaster {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Paymaster: AI agents that never overspend."""
+
+
+def _open(url: str | None, *, must_exist: bool = True) -> Ledger:
     try:
-        return Ledger(url)
+        return open_ledger(url, must_exist=must_exist)
     except PaymasterError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _matching_ids(db: Ledger, prefix: str, limit: int = 10) -> list[TaskRecord]:
+    """Tasks whose id starts with ``prefix``, newest first (at most ``limit`` + 1, to tell there are more)."""
+    with db.session() as s:
+        query = (
+            select(TaskRecord)
+            .where(col(TaskRecord.id).startswith(prefix))
+            .order_by(col(TaskRecord.created_at).desc())
+            .limit(limit + 1)
+        )
+        return list(s.exec(query).all())
 
 
 @ledger_app.callback()
@@ -45,6 +72,7 @@ def ledger_list(
     limit: Annotated[int, typer.Option(help="How many tasks to list, newest first.")] = 20,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's tasks.")] = None,
     agent: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
+    wide: WideOpt = False,
 ) -> None:
     """List recent tasks with their status and cost."""
     ctx.obj = ledger
@@ -53,9 +81,9 @@ def ledger_list(
     db = _open(ledger)
     tasks = db.tasks(limit=limit, tenant=tenant, agent=agent)
     if not tasks:
-        console.print(f"No tasks in {db.url} yet. Run `paymaster demo` or your own agent first.")
+        console.print(f"No tasks in {db.url} yet. Run `paymaster demo` or your own agent first.", markup=False)
         return
-    console.print(tasks_table(tasks, title=f"Tasks in {db.url}"))
+    console.print(tasks_table(tasks, title=f"Tasks in {db.url}", wide=wide))
 
 
 @ledger_app.command("show")
@@ -63,14 +91,26 @@ def ledger_show(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(help="Task id (a unique prefix is enough).")],
     ledger: LedgerOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Show one task: its plan, every call it made and what each cost."""
     db = _open(ledger or ctx.obj)
     task = db.task(task_id)
     if task is None:
-        console.print(f"[red]error:[/red] no task {task_id!r} in {db.url}; `paymaster ledger` lists the tasks")
+        matches = _matching_ids(db, task_id)
+        shown = escape(repr(task_id))
+        if len(matches) > 1:
+            count = "more than 10" if len(matches) > 10 else str(len(matches))
+            console.print(f"[red]error:[/red] {shown} is the start of {count} task ids; give more of the id:",
+                          highlight=False)
+            for t in matches[:10]:
+                console.print(f"  {t.id}  {when(t.created_at)} UTC  {t.agent}  {t.tenant}  {t.status}",
+                              markup=False, highlight=False)
+        else:
+            console.print(f"[red]error:[/red] no task {shown} in {db.url}; `paymaster ledger` lists the tasks",
+                          highlight=False)
         raise typer.Exit(1)
-    console.print(task_detail(task, db.steps(task.id)))
+    console.print(task_detail(task, db.steps(task.id), wide=wide))
 
 
 def _examples_dir() -> Path:
@@ -90,7 +130,7 @@ def demo(
                       "or pass --examples PATH")
         raise typer.Exit(2)
     task_ids: list[str] = []
-    db = _open(ledger)
+    db = _open(ledger, must_exist=False)
     for file in files:
         module = load_module(file, prefix="paymaster_example")
         agent: type[Agent] = module.AGENT
@@ -99,7 +139,7 @@ def demo(
         for text in module.INPUTS:
             outcome = runtime.run_sync(agent, text, tenant="demo", tags={"example": file.stem})
             task_ids.append(outcome.task_id)
-            console.print(f"[bold]{agent.name}[/bold] {outcome.status.value}: {outcome.output[:100]!r}")
+            console.print(f"[bold]{agent.name}[/bold] {outcome.status.value}: {escape(repr(outcome.output[:100]))}")
     tasks = [t for t in (db.task(i) for i in task_ids) if t is not None]
     console.print(tasks_table(tasks, title=f"Demo tasks in {db.url}"))
     console.print("Inspect one with: paymaster ledger show <task>")

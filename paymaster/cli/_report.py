@@ -8,11 +8,10 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from .._money import fmt_usd
 from ..errors import PaymasterError
-from ..ledger import Ledger
 from ..ledger._queries import (
     Anomalies,
     Distribution,
@@ -26,7 +25,8 @@ from ..ledger._queries import (
     tag_keys,
     top_spenders,
 )
-from ._tables import make_console
+from ._tables import LEDGER_HELP, make_console, open_ledger
+from ._tables import usd as fmt_usd
 
 console = make_console()
 
@@ -120,16 +120,32 @@ def anomaly_tables(found: Anomalies) -> list[Table]:
         for name in ("day (UTC)", "cost", "mean", "threshold"):
             d.add_column(name, justify="left" if name.startswith("day") else "right", no_wrap=True)
         for day in found.days:
-            d.add_row(day.day.isoformat(), fmt_usd(day.cost), f"${day.mean:,.2f}", f"${day.threshold:,.2f}")
+            d.add_row(day.day.isoformat(), fmt_usd(day.cost), fmt_usd(day.mean), fmt_usd(day.threshold))
         tables.append(d)
     return tables
 
 
+def describe_window(scope: Scope) -> str:
+    """The report's window and filters in words, times in UTC."""
+
+    def stamp(ts: float) -> str:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    if scope.since is None and scope.until is None:
+        window = "all finished tasks"
+    elif scope.until is None:
+        window = f"finished tasks created since {stamp(scope.since or 0)}"
+    elif scope.since is None:
+        window = f"finished tasks created before {stamp(scope.until)}"
+    else:
+        window = f"finished tasks created from {stamp(scope.since)} to {stamp(scope.until)}"
+    filters = [f"{name} {value}" for name, value in (("tenant", scope.tenant), ("agent", scope.agent)) if value]
+    filters += [f"tag {k}={v}" for k, v in sorted(scope.tags.items())]
+    return window + (f", {', '.join(filters)}" if filters else "")
+
+
 def report_command(
-    ledger: Annotated[
-        str | None,
-        typer.Option("--ledger", "-l", help="Ledger URL or SQLite path [default: $PAYMASTER_LEDGER or ./paymaster.db]"),
-    ] = None,
+    ledger: Annotated[str | None, typer.Option("--ledger", "-l", help=LEDGER_HELP)] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's tasks.")] = None,
     agent: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Only tasks with this tag, as KEY=VALUE (repeatable).")] = None,
@@ -148,12 +164,12 @@ def report_command(
         if not (by in ("tenant", "agent") or (by.startswith("tag:") and len(by) > 4)):
             raise _Usage(f"--by must be tenant, agent or tag:KEY, got {by!r}")
     except _Usage as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
-        db = Ledger(ledger)
+        db = open_ledger(ledger, must_exist=True)
     except PaymasterError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
         totals = summary(db, scope)
@@ -164,6 +180,7 @@ def report_command(
                 + ("Widen --since or drop a filter." if filtered else "Run `paymaster demo` or your own agent first.")
             )
             return
+        console.print(f"Report on {db.url}: {describe_window(scope)}. Days are UTC days.", markup=False)
         console.print(summary_table(totals))
         console.print(distribution_table(cost_distribution(db, scope)))
         console.print(spend_table(f"Top spenders by {by}", by, top_spenders(db, by, limit, scope)))

@@ -20,6 +20,7 @@ from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
 from ._accounts import HOST, Accounts, Charge, Refusal, Reservation, insert_step, pid_alive
+from ._paths import check_ledger_path
 from ._sql import SqlRunner, sqlite_pragmas
 from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
 
@@ -54,6 +55,7 @@ class Ledger:
 
     def __init__(self, url: str | Path | None = None, *, echo: bool = False) -> None:
         self.url = resolve_url(url)
+        check_ledger_path(self.url)
         try:
             self.engine: Engine = create_engine(self.url, echo=echo)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
