@@ -43,7 +43,7 @@ def test_llm_planned_task_routes_each_subtask_and_records_the_plan(ledger_path: 
     ]
     assert "complexity=complex -> deep" in task.plan["subtasks"][2]["reason"]
     shown = CliRunner().invoke(app, ["ledger", "show", outcome.task_id, "--ledger", str(ledger_path)])
-    assert "Tier split" in shown.output and "why" in shown.output
+    assert "Cost by tier" in shown.output and "why" in shown.output
 
 
 def test_invalid_plan_twice_ends_plan_invalid_with_the_raw_reply_on_the_ledger(ledger_path: Path) -> None:
