@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BadRequestError, ConfigurationError, PaymasterError, ProviderError
-from ._clients import LoopClients, auth_hint, resolve_api_key, served_model
-from ._errors import SdkErrorTypes, error_in, malformed, translate
+from ._clients import LoopClients, auth_hint, check_base_url, resolve_api_key, served_model
+from ._errors import SdkErrorTypes, error_in, malformed, redact, translate
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -92,7 +92,9 @@ class AnthropicProvider:
         import anthropic  # imported here, not at module level: it takes a second or two to load
 
         self.name = name
-        self.base_url = base_url
+        self.base_url = check_base_url(
+            base_url, owner="AnthropicProvider", example="http://127.0.0.1:8080", secrets=[api_key or ""]
+        )
         self.structured_output = structured_output
         self._sdk = anthropic
         self._errors = SdkErrorTypes(
@@ -131,7 +133,14 @@ class AnthropicProvider:
         return self._clients.get()
 
     def _new_client(self) -> AsyncAnthropic:
-        return self._sdk.AsyncAnthropic(api_key=self._key, base_url=self.base_url, timeout=self._timeout, max_retries=0)
+        try:
+            return self._sdk.AsyncAnthropic(
+                api_key=self._key, base_url=self.base_url, timeout=self._timeout, max_retries=0
+            )
+        except Exception as exc:  # the SDK or httpx refusing its settings; nothing was sent
+            raise ConfigurationError(
+                redact(f"{self.name}: the Anthropic SDK refused this provider's settings: {exc}", self._secrets)
+            ) from exc
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Send ``request`` to the Messages API and return text, tool calls and the reported usage."""

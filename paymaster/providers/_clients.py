@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from anyio.lowlevel import current_token
 
+from ..errors import ConfigurationError
+from ._errors import redact
 from ._types import ModelRequest
 
 
@@ -83,3 +86,36 @@ def served_model(body: Mapping[str, Any], request: ModelRequest) -> str:
     """The model a response body says served the call; the requested model only when it names none."""
     model = body.get("model")
     return model.strip() if isinstance(model, str) and model.strip() else request.model
+
+
+def check_base_url(base_url: str | None, *, owner: str, example: str, secrets: Iterable[str] = ()) -> str | None:
+    """``base_url`` unchanged when it is an http(s) URL with a host and a numeric port; else a ConfigurationError.
+
+    Checked when the provider is built, so a typo fails at once and by name,
+    not as an HTTP library's exception on the first call.
+    """
+    if base_url is None:
+        return None
+    shown = redact(base_url, secrets)  # a URL may carry credentials
+    problem = _url_problem(base_url)
+    if problem:
+        raise ConfigurationError(
+            f"{owner}(base_url={shown!r}): {problem}; write the server's address with its scheme, host "
+            f"and port, e.g. base_url={example!r}"
+        )
+    return base_url
+
+
+def _url_problem(url: str) -> str:
+    if not url.strip() or any(c.isspace() for c in url):
+        return "a URL may not be empty or contain spaces"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- reading it is what validates it
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return ""

@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BadRequestError, ConfigurationError, PaymasterError, ProviderError
-from ._clients import LoopClients, auth_hint, resolve_api_key, served_model
-from ._errors import SdkErrorTypes, error_in, malformed, translate
+from ._clients import LoopClients, auth_hint, check_base_url, resolve_api_key, served_model
+from ._errors import SdkErrorTypes, error_in, malformed, redact, translate
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ class OpenAIProvider:
         import openai  # imported here, not at module level: it takes a while to load
 
         self.name = name
-        self.base_url = base_url
+        self.base_url = check_base_url(
+            base_url, owner="OpenAIProvider", example="http://127.0.0.1:8000/v1", secrets=[api_key or ""]
+        )
         self.max_tokens_param = max_tokens_param or ("max_tokens" if base_url else "max_completion_tokens")
         self.structured_output = structured_output
         self._sdk = openai
@@ -116,7 +118,14 @@ class OpenAIProvider:
         return self._clients.get()
 
     def _new_client(self) -> AsyncOpenAI:
-        return self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.base_url, timeout=self._timeout, max_retries=0)
+        try:
+            return self._sdk.AsyncOpenAI(
+                api_key=self._key, base_url=self.base_url, timeout=self._timeout, max_retries=0
+            )
+        except Exception as exc:  # the SDK or httpx refusing its settings; nothing was sent
+            raise ConfigurationError(
+                redact(f"{self.name}: the OpenAI SDK refused this provider's settings: {exc}", self._secrets)
+            ) from exc
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Send ``request`` to Chat Completions and return text, tool calls and the reported usage."""
