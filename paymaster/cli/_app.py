@@ -15,6 +15,7 @@ from ..errors import PaymasterError
 from ..ledger import Ledger, TaskRecord
 from ..runtime import Agent, Runtime
 from ._eval import calibrate_command, eval_command
+from ._finops import export_tasks
 from ._report import report_command
 from ._tables import LEDGER_HELP, make_console, open_ledger, task_detail, tasks_table, when
 
@@ -73,10 +74,14 @@ def ledger_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's tasks.")] = None,
     agent: Annotated[str | None, typer.Option(help="Only this agent's tasks.")] = None,
     wide: WideOpt = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table), json or csv.")] = "text",
 ) -> None:
     """List recent tasks with their status and cost."""
     ctx.obj = ledger
     if ctx.invoked_subcommand is not None:
+        return
+    if fmt != "text":
+        export_tasks(ledger, fmt, limit=limit, tenant=tenant, agent=agent)
         return
     db = _open(ledger)
     tasks = db.tasks(limit=limit, tenant=tenant, agent=agent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,20 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PaymasterError
-from ..ledger._queries import (
-    Anomalies,
-    Distribution,
-    Scope,
-    Spend,
-    Summary,
-    anomalies,
-    cost_distribution,
-    showback,
-    summary,
-    tag_keys,
-    top_spenders,
-)
-from ._tables import LEDGER_HELP, make_console, open_ledger
+from ..ledger._queries import Anomalies, Distribution, Scope, Spend, Summary
+from ..ledger._reader import open_reader
+from ..ledger._views import Report, build_report, report_dict, report_rows
+from ._export import FORMATS, emit, to_csv, to_json
+from ._tables import LEDGER_HELP, make_console
 from ._tables import usd as fmt_usd
 
 console = make_console()
@@ -105,10 +97,12 @@ def spend_table(title: str, key: str, rows: list[Spend]) -> Table:
 
 
 def anomaly_tables(found: Anomalies) -> list[Table]:
-    """Anomalous tasks and days, one table each when there are any."""
+    """Anomalous tasks (the costliest first) and days, one table each when there are any."""
     tables = []
     if found.tasks:
-        t = Table(title="Anomalous tasks (over 3x their agent's median)", title_justify="left")
+        n, total = len(found.tasks), found.task_count
+        shown = "" if total <= n else f", the costliest {n} of {total:,}"
+        t = Table(title=f"Anomalous tasks (over 3x their agent's median{shown})", title_justify="left")
         for name in ("task", "when (UTC)", "agent", "tenant", "cost", "agent median"):
             t.add_column(name, justify="right" if name in ("cost", "agent median") else "left", no_wrap=True)
         for a in found.tasks:
@@ -144,6 +138,23 @@ def describe_window(scope: Scope) -> str:
     return window + (f", {', '.join(filters)}" if filters else "")
 
 
+def print_report(report: Report) -> None:
+    """The report as terminal tables."""
+    console.print(summary_table(report.summary))
+    console.print(distribution_table(report.distributions))
+    console.print(spend_table(f"Top spenders by {report.by}", report.by, report.top))
+    for key, rows in report.showback.items():
+        console.print(spend_table(f"Showback by tag {key!r}", key, rows))
+    found = report.anomalies
+    for table in anomaly_tables(found):
+        console.print(table)
+    if found.task_count > len(found.tasks):
+        console.print(f"{found.task_count - len(found.tasks):,} more anomalous tasks: --anomalies N lists more "
+                      "(0 for all), --format csv writes them for a spreadsheet.")
+    if not (found.tasks or found.days):
+        console.print("No anomalies: no task over 3x its agent's median, no day over mean + 2σ.")
+
+
 def report_command(
     ledger: Annotated[str | None, typer.Option("--ledger", "-l", help=LEDGER_HELP)] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's tasks.")] = None,
@@ -153,6 +164,13 @@ def report_command(
     until: Annotated[str | None, typer.Option(help="Only tasks before: a span back from now or an ISO date.")] = None,
     by: Annotated[str, typer.Option(help="Rank top spenders by tenant, agent or tag:KEY.")] = "tenant",
     limit: Annotated[int, typer.Option(help="How many top spenders to list.")] = 10,
+    top_anomalies: Annotated[
+        int, typer.Option("--anomalies", help="How many anomalous tasks to list, costliest first (0: all).")
+    ] = 10,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text (tables), json or csv (one figure a row).")] = "text",
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the report as one self-contained HTML file with charts.")
+    ] = None,
 ) -> None:
     """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings and anomalies."""
     try:
@@ -163,33 +181,38 @@ def report_command(
         )
         if not (by in ("tenant", "agent") or (by.startswith("tag:") and len(by) > 4)):
             raise _Usage(f"--by must be tenant, agent or tag:KEY, got {by!r}")
+        if fmt not in FORMATS:
+            raise _Usage(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        if top_anomalies < 0 or limit < 0:
+            raise _Usage("--anomalies and --limit count rows: 0 or more")
     except _Usage as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
-        db = open_ledger(ledger, must_exist=True)
+        db = open_reader(ledger, must_exist=True)
     except PaymasterError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    try:
-        totals = summary(db, scope)
-        if not totals.tasks:
-            filtered = any(v is not None for v in (since, until, tenant, agent, tag or None))
-            console.print(
-                f"No finished tasks in {db.url}{' match these filters' if filtered else ' yet'}. "
-                + ("Widen --since or drop a filter." if filtered else "Run `paymaster demo` or your own agent first.")
-            )
-            return
-        console.print(f"Report on {db.url}: {describe_window(scope)}. Days are UTC days.", markup=False)
-        console.print(summary_table(totals))
-        console.print(distribution_table(cost_distribution(db, scope)))
-        console.print(spend_table(f"Top spenders by {by}", by, top_spenders(db, by, limit, scope)))
-        for key in tag_keys(db, scope):
-            console.print(spend_table(f"Showback by tag {key!r}", key, showback(db, key, scope)))
-        found = anomalies(db, scope)
-        for table in anomaly_tables(found):
-            console.print(table)
-        if not (found.tasks or found.days):
-            console.print("No anomalies: no task over 3x its agent's median, no day over mean + 2σ.")
-    finally:
-        db.close()
+    with db:
+        report = build_report(db, scope, by=by, limit=limit, anomaly_limit=top_anomalies or None,
+                              charts=html is not None)
+    if fmt == "text" and not report.summary.tasks:
+        filtered = any(v is not None for v in (since, until, tenant, agent, tag or None))
+        console.print(
+            f"No finished tasks in {report.url}{' match these filters' if filtered else ' yet'}. "
+            + ("Widen --since or drop a filter." if filtered else "Run `paymaster demo` or your own agent first.")
+        )
+        return
+    if html is not None:
+        from ._html import render_html
+
+        html.write_text(render_html(report), encoding="utf-8")
+    if fmt == "json":
+        emit(to_json(report_dict(report)))
+    elif fmt == "csv":
+        emit(to_csv(report_rows(report), ["section", "key", "metric", "value"]))
+    else:
+        console.print(f"Report on {report.url}: {describe_window(scope)}. Days are UTC days.", markup=False)
+        print_report(report)
+        if html is not None:
+            console.print(f"Wrote {html} (open it in any browser; it needs no network).")

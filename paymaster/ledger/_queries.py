@@ -5,27 +5,33 @@ call of unknown price (``unpriced_calls > 0``) is counted and flagged, but kept
 out of the money figures: its cost is unknown, not zero, and adding its known
 part would mix a lower bound into exact sums. Money is ``Decimal`` dollars,
 exact from the integer pico-dollar columns. Days are UTC days.
+
+Every figure is a SQL aggregate except the percentiles, which come from one
+narrow column (agent, cost) read in cost order, so a report over a million
+steps reads each task row a few times and returns a few hundred rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Literal
-
-from sqlalchemy import ColumnElement, Table, case, func, select
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._money import PICOS_PER_USD, from_picos
-from ._ledger import Ledger
-from ._tables import TASK_STATUSES_OPEN, TaskRecord
+from ._reader import OPEN_STATUSES, Reader, as_reader, in_params
 
-_T: Table = TaskRecord.__table__  # type: ignore[attr-defined]
+if TYPE_CHECKING:
+    from ._ledger import Ledger
+
+    Source = Ledger | Reader
+
 _DAY = 86_400
 _PICO = Decimal(1) / PICOS_PER_USD
-_PRICED = _T.c.unpriced_calls == 0  # tasks whose every call had a price
+_PRICED = "tasks.unpriced_calls = 0"  # tasks whose every call had a price
 
 TASK_FACTOR = 3  # a task over 3x its agent's median cost is an anomaly
 TASK_MIN_PEERS = 5  # a median of fewer tasks says too little to judge by
@@ -97,6 +103,14 @@ class Spend:
     tasks: int
     unpriced: int
     cost: Decimal
+    priced_succeeded: int = 0  # successful tasks with a known cost, for cost per outcome
+
+    @property
+    def cost_per_success(self) -> Decimal | None:
+        """Everything spent per successful outcome, rounded up to the pico-dollar (None without successes)."""
+        if not self.priced_succeeded:
+            return None
+        return (self.cost / self.priced_succeeded).quantize(_PICO, rounding=ROUND_CEILING).normalize()
 
 
 @dataclass(frozen=True)
@@ -123,65 +137,57 @@ class DayAnomaly:
 
 @dataclass(frozen=True)
 class Anomalies:
-    """Anomalous tasks and days in a scope."""
+    """Anomalous tasks (the costliest ``limit`` of ``task_count``) and days in a scope."""
 
     tasks: list[TaskAnomaly]
     days: list[DayAnomaly]
+    task_count: int = 0
 
 
-def _where(scope: Scope) -> list[ColumnElement[bool]]:
-    """The SQL conditions of a scope, always limited to finished tasks."""
-    conds: list[ColumnElement[bool]] = [_T.c.status.notin_(TASK_STATUSES_OPEN)]
-    if scope.since is not None:
-        conds.append(_T.c.created_at >= scope.since)
-    if scope.until is not None:
-        conds.append(_T.c.created_at < scope.until)
-    if scope.tenant is not None:
-        conds.append(_T.c.tenant == scope.tenant)
-    if scope.agent is not None:
-        conds.append(_T.c.agent == scope.agent)
-    conds.extend(_T.c.tags[k].as_string() == v for k, v in scope.tags.items())
-    return conds
+def where(reader: Reader, scope: Scope, *, finished: bool = True) -> tuple[str, dict[str, Any]]:
+    """The SQL conditions of a scope over ``tasks`` (finished tasks only, unless told), and their parameters."""
+    conds: list[str] = []
+    params: dict[str, Any] = {}
+    if finished:
+        names, values = in_params("open", OPEN_STATUSES)
+        conds.append(f"tasks.status NOT IN {names}")
+        params.update(values)
+    for name, op, value in (("since", ">=", scope.since), ("until", "<", scope.until)):
+        if value is not None:
+            conds.append(f"tasks.created_at {op} :{name}")
+            params[name] = value
+    for name in ("tenant", "agent"):
+        equals = getattr(scope, name)
+        if equals is not None:
+            conds.append(f"tasks.{name} = :{name}")
+            params[name] = equals
+    for i, (key, tag) in enumerate(sorted(scope.tags.items())):
+        conds.append(f"{reader.tag_value(f'tagk{i}')} = :tagv{i}")
+        params[f"tagk{i}"], params[f"tagv{i}"] = key, tag
+    return " AND ".join(conds) or "1 = 1", params
 
 
-def _fetch(
-    ledger: Ledger, *columns: Any, scope: Scope, extra: ColumnElement[bool] | None = None, group_by: Any = None
-) -> Sequence[Any]:
-    """Run one select over the finished tasks of a scope, in a short read of its own."""
-    query = select(*columns).where(*_where(scope))
-    if extra is not None:
-        query = query.where(extra)
-    if group_by is not None:
-        query = query.group_by(group_by)
-    with ledger.engine.connect() as conn:
-        return conn.execute(query).all()
+def _priced_sum(column: str) -> str:
+    return f"COALESCE(SUM(CASE WHEN {_PRICED} THEN {column} ELSE 0 END), 0)"
 
 
-
-def _priced_sum(column: Any) -> Any:
-    """The SQL sum of a money column over priced tasks only."""
-    return func.coalesce(func.sum(case((_PRICED, column), else_=0)), 0)
-
-
-def summary(ledger: Ledger, scope: Scope | None = None) -> Summary:
+def summary(source: Source, scope: Scope | None = None) -> Summary:
     """Tasks, successes, cost, baseline, savings, cost per success and cache savings in a scope."""
-    scope = scope or Scope()
-    (row,) = _fetch(
-        ledger,
-        func.count(),
-        func.count().filter(_T.c.success.is_(True)),
-        func.count().filter(~_PRICED),
-        _priced_sum(_T.c.cost_picos),
-        _priced_sum(_T.c.baseline_picos),
-        func.count().filter(_T.c.success.is_(True) & _PRICED),
-        func.coalesce(func.sum(_T.c.cache_hits), 0),
-        func.coalesce(func.sum(_T.c.saved_picos), 0),
-        scope=scope,
+    reader = as_reader(source)
+    cond, params = where(reader, scope or Scope())
+    ((n, ok, unpriced, cost, baseline, priced_ok, hits, saved),) = reader.rows(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN tasks.success THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN tasks.unpriced_calls > 0 THEN 1 ELSE 0 END), 0), "
+        f"{_priced_sum('tasks.cost_picos')}, {_priced_sum('tasks.baseline_picos')}, "
+        f"COALESCE(SUM(CASE WHEN tasks.success AND {_PRICED} THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(tasks.cache_hits), 0), COALESCE(SUM(tasks.saved_picos), 0) "
+        f"FROM tasks WHERE {cond}",
+        params,
     )
     return Summary(
-        tasks=int(row[0]), succeeded=int(row[1]), unpriced=int(row[2]), cost=from_picos(int(row[3])),
-        baseline=from_picos(int(row[4])), priced_succeeded=int(row[5]), cache_hits=int(row[6]),
-        cache_saved=from_picos(int(row[7])),
+        tasks=int(n), succeeded=int(ok), unpriced=int(unpriced), cost=from_picos(int(cost)),
+        baseline=from_picos(int(baseline)), priced_succeeded=int(priced_ok), cache_hits=int(hits),
+        cache_saved=from_picos(int(saved)),
     )
 
 
@@ -189,69 +195,119 @@ def percentile(ordered: Sequence[Decimal], p: int) -> Decimal:
     """The nearest-rank ``p``-th percentile of ascending values: the smallest value with p% at or below it."""
     if not ordered:
         raise ValueError("percentile of no values")
-    rank = max(1, -(-p * len(ordered) // 100))  # ceil(p/100 * n) in integers, so no float rounding
-    return ordered[rank - 1]
+    return ordered[_rank(len(ordered), p) - 1]
 
 
-def cost_distribution(ledger: Ledger, scope: Scope | None = None) -> list[Distribution]:
+def _rank(n: int, p: int) -> int:
+    return max(1, -(-p * n // 100))  # ceil(p/100 * n) in integers, so no float rounding
+
+
+@dataclass(frozen=True)
+class AgentCosts:
+    """Each agent's priced task costs in ascending pico-dollars, and how many of its tasks were unpriced."""
+
+    priced: dict[str, list[int]]
+    unpriced: dict[str, int]
+
+    def agents(self) -> list[str]:
+        """Every agent with a finished task in the scope, in name order."""
+        return sorted(self.priced.keys() | self.unpriced.keys())
+
+    def median_picos(self, agent: str) -> Decimal | None:
+        """The median priced cost of an agent in pico-dollars (None without priced tasks)."""
+        costs = self.priced.get(agent)
+        return median_picos(costs) if costs else None
+
+
+def median_picos(ordered: Sequence[int]) -> Decimal:
+    """The median of ascending pico-dollar amounts: the middle one or the mean of the middle two (may end in .5)."""
+    half = len(ordered) // 2
+    return Decimal(ordered[half]) if len(ordered) % 2 else Decimal(ordered[half - 1] + ordered[half]) / 2
+
+
+def agent_costs(source: Source, scope: Scope | None = None) -> AgentCosts:
+    """One narrow read of priced (agent, cost) in cost order, the input of percentiles and medians."""
+    reader = as_reader(source)
+    cond, params = where(reader, scope or Scope())
+    rows = reader.rows(
+        f"SELECT tasks.agent, tasks.cost_picos FROM tasks WHERE {cond} AND {_PRICED} "
+        "ORDER BY tasks.agent, tasks.cost_picos",
+        params,
+    )
+    priced = {agent: [int(r[1]) for r in group] for agent, group in groupby(rows, itemgetter(0))}
+    unpriced = reader.rows(
+        f"SELECT tasks.agent, COUNT(*) FROM tasks WHERE {cond} AND tasks.unpriced_calls > 0 GROUP BY tasks.agent",
+        params,
+    )
+    return AgentCosts(priced, {agent: int(n) for agent, n in unpriced})
+
+
+def cost_distribution(
+    source: Source, scope: Scope | None = None, costs: AgentCosts | None = None
+) -> list[Distribution]:
     """Per agent, the p50/p90/p99 and max of priced task costs, agents in name order."""
-    rows = _fetch(ledger, _T.c.agent, _T.c.cost_picos, _T.c.unpriced_calls, scope=scope or Scope())
-    costs: dict[str, list[int]] = defaultdict(list)
-    unpriced: dict[str, int] = defaultdict(int)
-    for agent, picos, n_unpriced in rows:
-        if n_unpriced:
-            unpriced[agent] += 1
-        else:
-            costs[agent].append(int(picos))
+    costs = costs or agent_costs(source, scope)
     out = []
-    for agent in sorted(costs.keys() | unpriced.keys()):
-        ordered = [from_picos(c) for c in sorted(costs[agent])]
+    for agent in costs.agents():
+        ordered = costs.priced.get(agent, [])
+        n_unpriced = costs.unpriced.get(agent, 0)
         p50, p90, p99, top = (
-            (percentile(ordered, 50), percentile(ordered, 90), percentile(ordered, 99), ordered[-1])
+            tuple(from_picos(ordered[_rank(len(ordered), p) - 1]) for p in (50, 90, 99, 100))
             if ordered else (None, None, None, None)  # unknown, never zero
         )
-        out.append(Distribution(agent, len(ordered) + unpriced[agent], unpriced[agent], p50, p90, p99, top))
+        out.append(Distribution(agent, len(ordered) + n_unpriced, n_unpriced, p50, p90, p99, top))
     return out
 
 
-def _group_column(by: str) -> Any:
+def _group_column(reader: Reader, by: str, params: dict[str, Any]) -> str:
     """The SQL expression to group spend by: a column, or one tag's value."""
     if by in ("tenant", "agent"):
-        return _T.c[by]
+        return f"tasks.{by}"
     kind, _, key = by.partition(":")
     if kind == "tag" and key:
-        return _T.c.tags[key].as_string()
+        params["groupkey"] = key
+        return reader.tag_value("groupkey")
     raise ValueError(f"group by 'tenant', 'agent' or 'tag:KEY', not {by!r}")
 
 
-def _spend(ledger: Ledger, by: str, scope: Scope) -> list[Spend]:
-    group = _group_column(by).label("key")
-    rows = _fetch(
-        ledger, group, func.count(), func.count().filter(~_PRICED), _priced_sum(_T.c.cost_picos),
-        scope=scope, group_by=group,
+def _spend(source: Source, by: str, scope: Scope) -> list[Spend]:
+    reader = as_reader(source)
+    cond, params = where(reader, scope)
+    group = _group_column(reader, by, params)
+    rows = reader.rows(
+        f"SELECT {group}, COUNT(*), COALESCE(SUM(CASE WHEN tasks.unpriced_calls > 0 THEN 1 ELSE 0 END), 0), "
+        f"{_priced_sum('tasks.cost_picos')}, "
+        f"COALESCE(SUM(CASE WHEN tasks.success AND {_PRICED} THEN 1 ELSE 0 END), 0) "
+        f"FROM tasks WHERE {cond} GROUP BY {group}",
+        params,
     )
-    spends = [Spend(key, int(n), int(unpriced), from_picos(int(picos))) for key, n, unpriced, picos in rows]
+    return _ranked([Spend(key, int(n), int(unpriced), from_picos(int(picos)), int(ok))
+                    for key, n, unpriced, picos, ok in rows])
+
+
+def _ranked(spends: list[Spend]) -> list[Spend]:
     # Biggest spender first; ties in name order (untagged last) so the output is stable.
     return sorted(spends, key=lambda s: (-s.cost, s.key is None, s.key or ""))
 
 
 def top_spenders(
-    ledger: Ledger, by: Literal["tenant", "agent"] | str = "tenant", limit: int = 10, scope: Scope | None = None
+    source: Source, by: Literal["tenant", "agent"] | str = "tenant", limit: int = 10, scope: Scope | None = None
 ) -> list[Spend]:
     """The ``limit`` biggest spenders by tenant, agent or ``tag:KEY`` (tasks without the tag left out)."""
-    return [s for s in _spend(ledger, by, scope or Scope()) if s.key is not None][:limit]
+    return [s for s in _spend(source, by, scope or Scope()) if s.key is not None][:limit]
 
 
-def showback(ledger: Ledger, tag_key: str, scope: Scope | None = None) -> list[Spend]:
+def showback(source: Source, tag_key: str, scope: Scope | None = None) -> list[Spend]:
     """Cost per value of one tag, with untagged tasks as key None so the rows add up to the total."""
-    return _spend(ledger, f"tag:{tag_key}", scope or Scope())
+    return _spend(source, f"tag:{tag_key}", scope or Scope())
 
 
-def tag_keys(ledger: Ledger, scope: Scope | None = None) -> list[str]:
+def tag_keys(source: Source, scope: Scope | None = None) -> list[str]:
     """Every tag key used by a finished task in the scope, sorted."""
-    # JSON key listing is dialect-specific SQL (json_each, json_object_keys); reading the tags is portable.
-    rows = _fetch(ledger, _T.c.tags, scope=scope or Scope())
-    return sorted({k for (tags,) in rows for k in (tags or {})})
+    reader = as_reader(source)
+    cond, params = where(reader, scope or Scope())
+    join, key_col, _ = reader.tag_pairs()
+    return sorted(str(k) for (k,) in reader.rows(f"SELECT DISTINCT {key_col} FROM tasks{join} WHERE {cond}", params))
 
 
 def utc_day(ts: float) -> dt.date:
@@ -259,42 +315,63 @@ def utc_day(ts: float) -> dt.date:
     return dt.datetime.fromtimestamp(ts, dt.UTC).date()
 
 
-def anomalies(ledger: Ledger, scope: Scope | None = None) -> Anomalies:
-    """Tasks over 3x their agent's median (5+ tasks) and days over mean + 2 sigma of the previous 30 (7+ days)."""
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def anomalies(
+    source: Source, scope: Scope | None = None, *, limit: int | None = None, costs: AgentCosts | None = None
+) -> Anomalies:
+    """Tasks over 3x their agent's median (5+ tasks; the costliest ``limit``, all when None) and days over
+    mean + 2 sigma of the previous 30 (7+ days)."""
+    reader = as_reader(source)
     scope = scope or Scope()
+    costs = costs or agent_costs(reader, scope)
+    tasks, count = _task_anomalies(reader, scope, costs, limit)
     # A day is judged against the 30 before it, which may lie before ``since``.
     history = replace(scope, since=None if scope.since is None else scope.since - DAY_WINDOW * _DAY)
-    rows = _fetch(
-        ledger, _T.c.id, _T.c.agent, _T.c.tenant, _T.c.created_at, _T.c.cost_picos, scope=history, extra=_PRICED
-    )
-    in_scope = [r for r in rows if scope.since is None or r.created_at >= scope.since]
+    cond, params = where(reader, history)
+    day = reader.utc_day("tasks.created_at")
+    totals = {
+        _EPOCH + dt.timedelta(days=int(n)): int(picos)
+        for n, picos in reader.rows(
+            f"SELECT {day}, SUM(tasks.cost_picos) FROM tasks WHERE {cond} AND {_PRICED} GROUP BY {day}", params
+        )
+    }
     first = None if scope.since is None else utc_day(scope.since)
-    return Anomalies(_task_anomalies(in_scope), _day_anomalies(rows, first))
+    return Anomalies(tasks, _day_anomalies(totals, first), count)
 
 
-def _task_anomalies(rows: Sequence[Any]) -> list[TaskAnomaly]:
-    by_agent: dict[str, list[Any]] = defaultdict(list)
-    for r in rows:
-        by_agent[r.agent].append(r)
-    found = []
-    for agent, tasks in by_agent.items():
-        if len(tasks) < TASK_MIN_PEERS:
-            continue
-        mid = median(from_picos(int(r.cost_picos)) for r in tasks)
-        if not mid:
+def _task_anomalies(
+    reader: Reader, scope: Scope, costs: AgentCosts, limit: int | None
+) -> tuple[list[TaskAnomaly], int]:
+    """The costliest anomalous tasks (``limit`` of them, or all) and how many there are in all."""
+    cond, params = where(reader, scope)
+    medians: dict[str, Decimal] = {}
+    over: list[str] = []
+    for i, agent in enumerate(sorted(costs.priced)):
+        mid = costs.median_picos(agent)
+        if len(costs.priced[agent]) < TASK_MIN_PEERS or not mid:
             continue  # a free median (all cache hits) would flag every paid task of the agent
-        found += [
-            TaskAnomaly(r.id, agent, r.tenant, r.created_at, from_picos(int(r.cost_picos)), mid)
-            for r in tasks
-            if from_picos(int(r.cost_picos)) > TASK_FACTOR * mid
-        ]
-    return sorted(found, key=lambda a: (-a.cost, a.task_id))
+        medians[agent] = mid
+        # cost > 3 x median, in integers: cost > floor(3 x median) (the median may end in .5)
+        over.append(f"(tasks.agent = :ma{i} AND tasks.cost_picos > :ml{i})")
+        params[f"ma{i}"], params[f"ml{i}"] = agent, int(TASK_FACTOR * mid)
+    if not over:
+        return [], 0
+    rows = reader.rows(
+        "SELECT tasks.id, tasks.agent, tasks.tenant, tasks.created_at, tasks.cost_picos, COUNT(*) OVER () "
+        f"FROM tasks WHERE {cond} AND {_PRICED} AND ({' OR '.join(over)}) "
+        "ORDER BY tasks.cost_picos DESC, tasks.id" + ("" if limit is None else f" LIMIT {int(limit)}"),
+        params,
+    )
+    found = [
+        TaskAnomaly(task_id, agent, tenant, created_at, from_picos(int(picos)), (medians[agent] * _PICO).normalize())
+        for task_id, agent, tenant, created_at, picos, _ in rows
+    ]
+    return found, int(rows[0][5]) if rows else 0
 
 
-def _day_anomalies(rows: Sequence[Any], first_reported: dt.date | None) -> list[DayAnomaly]:
-    totals: dict[dt.date, int] = defaultdict(int)
-    for r in rows:
-        totals[utc_day(r.created_at)] += int(r.cost_picos)
+def _day_anomalies(totals: Mapping[dt.date, int], first_reported: dt.date | None) -> list[DayAnomaly]:
     if not totals:
         return []
     start = min(totals)  # days before the first task are not history, but quiet days after it are (spend 0)

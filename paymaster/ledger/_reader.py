@@ -1,0 +1,187 @@
+"""Read-only SQL over a ledger, for reports, statements and reconciliation.
+
+A SQLite file is read through the standard library's ``sqlite3``: the reading
+commands then start without importing SQLAlchemy or SQLModel (a quarter of a
+second here), which is most of what a user waits for on ``paymaster ledger``.
+Any other URL goes through a ``Ledger`` and its SQLAlchemy engine. The SQL is
+the same plain text either way, with ``:name`` parameters; the few
+dialect-specific pieces (a tag's value, a UTC day, a tag's keys) come from
+the reader.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError, LedgerError
+
+if TYPE_CHECKING:
+    from ._ledger import Ledger
+
+# The same as ``_tables.TASK_STATUSES_OPEN`` (a test pins it); kept here so reading needs no SQLModel import.
+OPEN_STATUSES = ("running", "awaiting_approval")
+_DEFAULT_URL = "sqlite:///paymaster.db"
+_ENV = "PAYMASTER_LEDGER"
+
+# Report queries scan tasks by agent in cost order (percentiles, medians); an index that covers them turns
+# a sort of every task into an index walk. Created on first read if the ledger file is writable.
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_tasks_agent_cost ON tasks (agent, cost_picos, unpriced_calls, status)",
+)
+
+
+def ledger_url(url: str | Path | None) -> str:
+    """The database URL a ledger argument means: the same rules as ``paymaster.ledger.resolve_url``."""
+    if url is None:
+        url = os.environ.get(_ENV) or _DEFAULT_URL
+    if isinstance(url, Path) or "://" not in url:
+        return f"sqlite:///{Path(url)}"
+    return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a plain ``sqlite:///PATH`` URL, else None (memory databases, other drivers, URL options)."""
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    path = url[len("sqlite:///"):]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+class Reader:
+    """Runs read-only SQL on a ledger; ``close()`` when done (or use it as a context manager)."""
+
+    def __init__(self, source: str | Path | Ledger | None = None) -> None:
+        self._ledger: Ledger | None = None
+        self._owns_ledger = False
+        self._conn: sqlite3.Connection | None = None
+        if source is not None and not isinstance(source, str | Path):
+            self._ledger = source
+            self.url = source.url
+        else:
+            self.url = ledger_url(source)
+            path = _sqlite_file(self.url)
+            if path is not None and path.is_file():
+                self._conn = sqlite3.connect(path, timeout=30)
+                self._conn.execute("PRAGMA busy_timeout=30000")
+                self._ensure_indexes()
+            else:
+                # Other databases, or a file that does not exist yet: the Ledger creates and checks the tables.
+                from ._ledger import Ledger
+
+                self._ledger = Ledger(self.url)
+                self._owns_ledger = True
+        self.dialect = "sqlite" if self._conn is not None else self._engine_dialect()
+
+    def _engine_dialect(self) -> str:
+        assert self._ledger is not None
+        return str(self._ledger.engine.dialect.name)
+
+    def _ensure_indexes(self) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.execute("PRAGMA busy_timeout=200")  # never wait long on a busy writer just for speed
+            for sql in _INDEXES:
+                self._conn.execute(sql)
+            self._conn.commit()
+        except sqlite3.Error:
+            pass  # a read-only file or a busy writer: the queries are right without the index, only slower
+        finally:
+            self._conn.execute("PRAGMA busy_timeout=30000")
+
+    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of one query with ``:name`` parameters."""
+        params = dict(params or {})
+        try:
+            if self._conn is not None:
+                return self._conn.execute(sql, params).fetchall()
+            return self._engine_rows(sql, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _engine_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        assert self._ledger is not None
+        try:
+            with self._ledger.engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql), params).all()]
+        except SQLAlchemyError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: Exception) -> LedgerError:
+        text = str(exc)
+        if "no such column" in text or "no such table" in text:
+            return LedgerError(
+                f"the ledger {self.url} lacks a table or column this Paymaster reads ({text}); it was written by "
+                "another version: read it with that version, or upgrade it"
+            )
+        return LedgerError(f"reading the ledger {self.url} failed: {text}")
+
+    # -- the dialect-specific pieces ---------------------------------------------
+
+    def tag_value(self, key_param: str) -> str:
+        """SQL for the value of the tag whose key is the parameter ``key_param`` (NULL when absent)."""
+        if self.dialect == "sqlite":
+            return f"json_extract(tags, '$.\"' || :{key_param} || '\"')"
+        return f"(tags ->> :{key_param})"
+
+    def utc_day(self, column: str) -> str:
+        """SQL for the UTC day number (days since 1970-01-01) of an epoch-seconds column."""
+        if self.dialect == "sqlite":
+            return f"CAST({column} / 86400 AS INTEGER)"  # truncation is floor for the positive epochs here
+        return f"CAST(FLOOR({column} / 86400) AS BIGINT)"
+
+    def tags_text(self, alias: str = "tasks") -> str:
+        """SQL for a task's tags as JSON text, which every database can group by."""
+        return f"{alias}.tags" if self.dialect == "sqlite" else f"CAST({alias}.tags AS TEXT)"
+
+    def tag_pairs(self, alias: str = "tasks") -> tuple[str, str, str]:
+        """A FROM-clause addition yielding one row per (tag key, tag value) of a task, and the two columns."""
+        if self.dialect == "sqlite":
+            return f", json_each({alias}.tags) AS tag", "tag.key", "tag.value"
+        return f", json_each_text({alias}.tags) AS tag", "tag.key", "tag.value"
+
+    def close(self) -> None:
+        """Release the connection (and the ledger this reader opened)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._ledger is not None and self._owns_ledger:
+            self._ledger.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def as_reader(source: Reader | Ledger) -> Reader:
+    """A reader over ``source`` (a ledger or a reader already)."""
+    return source if isinstance(source, Reader) else Reader(source)
+
+
+def open_reader(url: str | Path | None, *, must_exist: bool = False) -> Reader:
+    """A reader over the ledger at ``url``; a bad URL is a ConfigurationError naming it.
+
+    ``must_exist`` (the reading commands) refuses a SQLite path with no ledger rather than create one.
+    """
+    if must_exist and _sqlite_file(ledger_url(url)) is not None:
+        from ._paths import check_ledger_path
+
+        check_ledger_path(ledger_url(url), must_exist=True)
+    try:
+        return Reader(url)
+    except sqlite3.Error as exc:
+        raise ConfigurationError(f"cannot open ledger {ledger_url(url)!r}: {exc}") from None
+
+
+def in_params(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """An ``IN (...)`` list of named parameters for ``values``, and the parameters."""
+    names = [f"{prefix}{i}" for i in range(len(values))]
+    return "(" + ", ".join(f":{n}" for n in names) + ")", dict(zip(names, values, strict=True))

@@ -1,0 +1,92 @@
+"""``paymaster report --html``: one offline page whose every chart renders in headless Chromium.
+
+The Chromium test keeps its screenshot (and the page) as artifacts in $PAYMASTER_ARTIFACTS, by default
+bench/out/ (git-ignored): report-chromium.png and report-chromium.html.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from paymaster import Ledger
+from paymaster.cli import app
+from paymaster.ledger import TaskRecord
+from tests.finops_helpers import DAY1, add_task
+
+runner = CliRunner()
+ARTIFACTS = Path(os.environ.get("PAYMASTER_ARTIFACTS") or Path(__file__).resolve().parents[1] / "bench" / "out")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+EVIL = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+def report_html(ledger: Ledger, ledger_path: Path, tmp_path: Path) -> str:
+    # Ten days of three agents on two tiers, one expensive day, one hostile tenant name.
+    for day in range(10):
+        for i, agent in enumerate(("triage", "refund", "research")):
+            usd = f"{0.10 * (i + 1) * (8 if day == 9 else 1):.2f}"
+            add_task(ledger, f"{agent}-{day}", agent, usd, tags={"team": ["support", "science"][day % 2]},
+                     at=DAY1 + day * 86_400, tenant=EVIL if day == 3 else "acme")
+    ledger.open_task(TaskRecord(id="deep", agent="research", agent_version="1", tenant="acme", created_at=DAY1))
+    ledger.record_step({"task_id": "deep", "kind": "execute", "tier": "deep", "model": "gpt-4o", "provider": "openai",
+                        "cost_picos": 10**12, "baseline_picos": 10**12, "created_at": DAY1})
+    ledger.finish_task("deep", status="succeeded", stop_reason=None, output="ok", success=True)
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "-l", str(ledger_path), "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {out}" in result.output.replace("\n", "")
+    return out.read_text(encoding="utf-8")
+
+
+EXPECTED_CHARTS = {"daily", "savings", "tiers", "outcome", "hist-triage", "hist-refund", "hist-research",
+                   "showback-team", "top"}
+
+
+def test_the_page_is_self_contained_and_escapes_ledger_text(report_html: str) -> None:
+    assert set(re.findall(r"data-chart='([^']+)'", report_html)) == EXPECTED_CHARTS
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", report_html)  # nothing fetched, no CDN
+    assert "<link" not in report_html and "@import" not in report_html
+    assert EVIL not in report_html and "&lt;script&gt;alert(1)&lt;/script&gt;" in report_html
+    assert "2026-11-11</td><td class='n'>$4.800000" in report_html  # the planted day, exact, among the anomalies
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary is not None
+    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+def test_every_chart_renders_in_headless_chromium_without_errors(report_html: str, tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = ARTIFACTS / "report-chromium.html"
+    page.write_text(report_html, encoding="utf-8")
+    dom = _chromium("--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri(), profile=tmp_path / "p1")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # Console output of the page (errors, uncaught exceptions, any log) shows up as CONSOLE lines.
+    assert [line for line in dom.stderr.splitlines() if ":CONSOLE" in line] == []
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body is not None
+    assert "data-errors" not in body[1]
+    n = len(EXPECTED_CHARTS)
+    assert f'data-charts="{n}/{n}"' in body[1]  # the page's own check: every chart laid out with marks in it
+    rendered = dict(re.findall(r'data-chart="([^"]+)"[^>]*data-rendered="(\d+)"', dom.stdout))
+    assert set(rendered) == EXPECTED_CHARTS and all(int(v) > 0 for v in rendered.values())
+    shot = ARTIFACTS / "report-chromium.png"
+    shot.unlink(missing_ok=True)
+    taken = _chromium(f"--screenshot={shot}", "--window-size=900,2600", "--hide-scrollbars", page.as_uri(),
+                      profile=tmp_path / "p2")
+    assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
+    print(f"screenshot: {shot}")
