@@ -229,10 +229,10 @@ def report_dict(report: Report) -> dict[str, Any]:
             "tags": dict(scope.tags),
         },
         "summary": {
-            "tasks": s.tasks, "succeeded": s.succeeded, "unpriced_tasks": s.unpriced, "cost_usd": str(s.cost),
-            "baseline_usd": str(s.baseline), "savings_usd": str(s.savings),
+            "tasks": s.tasks, "succeeded": s.succeeded, "unpriced_tasks": s.unpriced, "cost_usd": usd_text(s.cost),
+            "baseline_usd": usd_text(s.baseline), "savings_usd": usd_text(s.savings),
             "cost_per_success_usd": _money(s.cost_per_success), "cache_hits": s.cache_hits,
-            "cache_saved_usd": str(s.cache_saved),
+            "cache_saved_usd": usd_text(s.cache_saved),
         },
         "cost_per_task": [
             {"agent": d.agent, "tasks": d.tasks, "unpriced_tasks": d.unpriced, "p50_usd": _money(d.p50),
@@ -245,12 +245,12 @@ def report_dict(report: Report) -> dict[str, Any]:
             "tasks_total": report.anomalies.task_count,
             "tasks": [
                 {"task_id": a.task_id, "agent": a.agent, "tenant": a.tenant, "created_at": _iso(a.created_at),
-                 "cost_usd": str(a.cost), "agent_median_usd": str(a.median)}
+                 "cost_usd": usd_text(a.cost), "agent_median_usd": usd_text(a.median)}
                 for a in report.anomalies.tasks
             ],
             "days": [
-                {"day": d.day.isoformat(), "cost_usd": str(d.cost), "mean_usd": str(d.mean),
-                 "threshold_usd": str(d.threshold)}
+                {"day": d.day.isoformat(), "cost_usd": usd_text(d.cost), "mean_usd": usd_text(d.mean),
+                 "threshold_usd": usd_text(d.threshold)}
                 for d in report.anomalies.days
             ],
         },
@@ -259,11 +259,16 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def _spend(s: Spend) -> dict[str, Any]:
-    return {"key": s.key, "tasks": s.tasks, "unpriced_tasks": s.unpriced, "cost_usd": str(s.cost)}
+    return {"key": s.key, "tasks": s.tasks, "unpriced_tasks": s.unpriced, "cost_usd": usd_text(s.cost)}
 
 
 def _money(usd: Decimal | None) -> str | None:
-    return None if usd is None else str(usd)
+    return None if usd is None else usd_text(usd)
+
+
+def usd_text(usd: Decimal) -> str:
+    """Exact dollars as plain decimal text for exports: "100", "0.000125", never "1E+2"."""
+    return format(usd.normalize(), "f")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -321,8 +326,8 @@ def task_rows(
             "tenant": r[5], "tags": json.loads(r[6]) if r[6] else {}, "status": r[7], "stop_reason": r[8],
             "success": None if r[9] is None else bool(r[9]), "calls": r[10], "input_tokens": r[11],
             "output_tokens": r[12], "cache_hits": r[13], "unpriced_calls": r[14],
-            "cost_usd": None if unknown else str(from_picos(int(r[15]))),
-            "baseline_usd": None if unknown else str(from_picos(int(r[16]))),
-            "saved_usd": str(from_picos(int(r[17] or 0))),
+            "cost_usd": None if unknown else usd_text(from_picos(int(r[15]))),
+            "baseline_usd": None if unknown else usd_text(from_picos(int(r[16]))),
+            "saved_usd": usd_text(from_picos(int(r[17] or 0))),
         })
     return out
