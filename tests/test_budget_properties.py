@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from paymaster import Agent, Budget, Limit, ModelRequest, RetryPolicy, Runtime, ScriptedProvider, Usage
+from paymaster import Agent, Budget, Limit, ModelRequest, ModelResponse, RetryPolicy, Runtime, ScriptedProvider, Usage
 from paymaster.errors import BadRequestError, OverloadedError, ProviderTimeoutError, RateLimitError
 from paymaster.ledger import AccountRecord, Ledger, StepRecord, TaskRecord
 from paymaster.pricing import bound_prompt_tokens
@@ -59,7 +60,24 @@ def _provider(rng: random.Random, failure_rate: float) -> ScriptedProvider:
         return Usage(input_tokens=rng.randint(read + 1, bound), output_tokens=rng.randint(1, request.max_tokens),
                      cache_read_tokens=read)
 
-    return ScriptedProvider(reply, usage=usage, latency=0)
+    # Real latency, so that many calls are in flight at once and their holds overlap.
+    return ScriptedProvider(reply, usage=usage, latency=rng.uniform(0.002, 0.015))
+
+
+class Inflight:
+    """Wraps a provider and counts how many of its calls were in flight at once."""
+
+    def __init__(self, inner: ScriptedProvider) -> None:
+        self.inner, self.name = inner, inner.name
+        self.now = self.peak = 0
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self.inner.complete(request)
+        finally:
+            self.now -= 1
 
 
 def _check_accounts(ledger: Ledger) -> None:
@@ -99,9 +117,9 @@ def test_concurrent_random_workloads_never_pass_a_cap(tmp_path_factory: object, 
         Limit("tenant:acme", day=Budget(usd=workload["tenant_cap"])),  # type: ignore[arg-type]
         Limit("tag:team=support", month=Budget(usd=workload["tag_cap"])),  # type: ignore[arg-type]
     ]
-    provider = _provider(rng, workload["failure_rate"])  # type: ignore[arg-type]
+    provider = Inflight(_provider(rng, workload["failure_rate"]))  # type: ignore[arg-type]
     budget = Budget(usd=workload["task_cap"], retries=workload["retries"])  # type: ignore[arg-type]
-    with Runtime(ledger=path, provider=provider, limits=limits, tag_keys=["team"],
+    with Runtime(ledger=path, provider=provider, limits=limits, tag_keys=["team"], budget_wait=3,
                  retry=RetryPolicy(initial_wait=0, max_wait=0)) as rt:
 
         async def workload_run() -> None:
@@ -117,3 +135,35 @@ def test_concurrent_random_workloads_never_pass_a_cap(tmp_path_factory: object, 
 
         anyio.run(workload_run)
         _check_accounts(rt.ledger)
+    # Where the caps leave room for several holds at once (a call holds up to ~$0.011), they overlapped.
+    roomy = min(workload["tenant_cap"], workload["tag_cap"]) >= Decimal("0.06")  # type: ignore[type-var]
+    if workload["tasks"] >= 10 and roomy:  # type: ignore[operator]
+        assert provider.peak >= 3, provider.peak
+
+
+def test_many_overlapping_holds_on_a_binding_cap_stay_within_it(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    cap = Decimal("0.15")  # about 14 holds of a moderate call at once; about half the work's cost
+    provider = Inflight(_provider(rng, 0.2))
+    limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))]
+    with Runtime(ledger=tmp_path / "l.db", provider=provider, limits=limits, budget_wait=5,
+                 retry=RetryPolicy(initial_wait=0, max_wait=0)) as rt:
+
+        async def run_all() -> None:
+            async with anyio.create_task_group() as tg:
+                for i in range(80):
+                    tg.start_soon(partial(rt.run, Big if i % 3 == 0 else Small, f"Task {i}: " + "w " * 200,
+                                          tenant="acme"))
+
+        anyio.run(run_all)
+        _check_accounts(rt.ledger)
+        statuses = [t.status for t in rt.ledger.tasks(limit=100)]
+        day = next(a for a in _accounts(rt.ledger) if a.id.startswith("tenant:acme:day:"))
+    assert provider.peak >= 5, provider.peak
+    assert "budget_exceeded" in statuses  # the cap did bind
+    assert day.cap_picos is not None and day.spent_picos <= day.cap_picos
+
+
+def _accounts(ledger: Ledger) -> list[AccountRecord]:
+    with ledger.session() as s:
+        return list(s.exec(select(AccountRecord)).all())
