@@ -15,7 +15,7 @@ from ..errors import PaymasterError
 from ..ledger import Ledger, TaskRecord
 from ..runtime import Agent, Runtime
 from ._eval import calibrate_command, eval_command
-from ._finops import export_tasks, statement_command
+from ._finops import export_tasks, reconcile_command, statement_command
 from ._report import report_command
 from ._tables import LEDGER_HELP, make_console, open_ledger, task_detail, tasks_table, when
 
@@ -26,6 +26,7 @@ app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
 app.command("report")(report_command)
 app.command("statement")(statement_command)
+app.command("reconcile")(reconcile_command)
 console = make_console()
 
 LedgerOpt = Annotated[str | None, typer.Option("--ledger", "-l", help=LEDGER_HELP)]

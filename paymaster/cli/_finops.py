@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +18,7 @@ from ._export import FORMATS, emit, to_csv, to_json
 from ._tables import LEDGER_HELP, make_console, usd
 
 if TYPE_CHECKING:
+    from ..ledger._reconcile import Reconciliation
     from ..ledger._statements import Statement
 
 console = make_console()
@@ -108,3 +111,77 @@ def _print_statement(found: Statement) -> None:
     elif found.shared_mode == "allocate" and found.shared_by_kind:
         parts = ", ".join(f"{k} {usd(v)}" for k, v in found.shared_by_kind.items())
         console.print(f"Shared costs ({parts}) are allocated in proportion to each line's direct cost.", markup=False)
+
+
+def reconcile_command(
+    files: Annotated[list[Path], typer.Argument(help="Provider exports: OpenAI costs/usage JSON, Anthropic cost/usage "
+                                                     "report JSON, or a CSV of date, model, tokens, cost.")],
+    ledger: Annotated[str | None, typer.Option("--ledger", "-l", help=LEDGER_HELP)] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="Ledger provider name to compare [default: the export's: openai, anthropic; "
+                                      "all providers for a CSV].")
+    ] = None,
+    tolerance: Annotated[str, typer.Option(help="Largest cost difference per day and model that still matches, "
+                                                "in dollars.")] = "0.01",
+    show_all: Annotated[bool, typer.Option("--all", help="List matching rows too, not only differences.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table), json or csv (every row).")] = "text",
+) -> None:
+    """Compare the ledger with the provider's own usage and cost export, by UTC day and model.
+
+    Exits 1 when anything differs: spend the ledger does not know, ledger spend the provider did not bill,
+    or a cost or token count that disagrees.
+    """
+    from ..ledger._bills import load_bill, merge
+    from ..ledger._reconcile import RECON_COLUMNS, recon_dict, reconcile, reconciliation_dict
+
+    check_format(fmt)
+    try:
+        limit = Decimal(tolerance)
+        if not limit.is_finite() or limit < 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise _fail(f"--tolerance is a dollar amount like 0.01, got {tolerance!r}") from None
+    try:
+        bill = merge(load_bill(f) for f in files)
+    except PaymasterError as exc:
+        raise _fail(str(exc)) from None
+    with open_or_exit(ledger) as reader:
+        found = reconcile(reader, bill, provider=provider, tolerance=limit)
+    if fmt == "json":
+        emit(to_json(reconciliation_dict(found)))
+    elif fmt == "csv":
+        emit(to_csv([recon_dict(r) for r in found.rows], RECON_COLUMNS))
+    else:
+        _print_reconciliation(found, show_all)
+    if found.differences:
+        raise typer.Exit(1)
+
+
+def _print_reconciliation(found: Reconciliation, show_all: bool) -> None:
+    rows = found.rows if show_all else found.differences
+    who = found.provider or "every provider"
+    head = f"Ledger ({who}) against the bill, {found.first_day} to {found.last_day} (UTC days)"
+    if rows:
+        table = Table(title=head, title_justify="left")
+        for name in ("day", "model", "status", "ledger", "bill", "difference", "ledger tokens", "bill tokens", "note"):
+            table.add_column(name, justify="right" if name in ("ledger", "bill", "difference") or "tokens" in name
+                             else "left", no_wrap=name not in ("note", "model"))
+        style = {"match": "green", "differs": "yellow", "not in ledger": "red", "not billed": "red"}
+        for r in rows:
+            table.add_row(
+                r.day.isoformat(), r.model, f"[{style[r.status]}]{r.status}[/]",
+                "-" if r.ledger_cost is None else usd(r.ledger_cost), "-" if r.bill_cost is None else usd(r.bill_cost),
+                "-" if r.difference is None else usd(r.difference),
+                "-" if r.ledger_tokens is None else f"{r.ledger_tokens:,}",
+                "-" if r.bill_tokens is None else f"{r.bill_tokens:,}", escape(r.note),
+            )
+        console.print(table)
+    else:
+        console.print(head, markup=False)
+    matched = len(found.rows) - len(found.differences)
+    console.print(
+        f"{matched} of {len(found.rows)} day-model rows match within {usd(found.tolerance)}; "
+        f"ledger {usd(found.ledger_total)}, bill {usd(found.bill_total)}, "
+        f"difference {usd(found.ledger_total - found.bill_total)}.",
+        markup=False,
+    )
