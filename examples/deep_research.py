@@ -1,6 +1,12 @@
-"""A research agent on the deepest tier with a cap too small for one call: it stops before spending."""
+"""A research agent on the deepest tier with a cap too small for one call: it stops before spending.
 
-from paymaster import Agent, Budget, Complexity
+Run it alone with `python examples/deep_research.py` (real APIs when keys are set, else offline):
+the task ends `budget_exceeded` at $0 and says which cap refused the call.
+"""
+
+import os
+
+from paymaster import Agent, Budget, Complexity, Runtime, ScriptedProvider
 
 
 class DeepResearch(Agent):
@@ -12,3 +18,9 @@ class DeepResearch(Agent):
 
 AGENT = DeepResearch
 INPUTS = ["Research: how do usage-based pricing models for LLM APIs compare across vendors?"]
+
+if __name__ == "__main__":
+    live = os.environ.get("OPENAI_API_KEY") and os.environ.get("ANTHROPIC_API_KEY")
+    with Runtime(provider=None if live else ScriptedProvider()) as runtime:
+        outcome = runtime.run_sync(DeepResearch, INPUTS[0], tenant="acme", tags={"team": "research"})
+        print(outcome.status.value, outcome.cost_usd, outcome.stop_reason, sep="\n")

