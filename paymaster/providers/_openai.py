@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import BadRequestError, ConfigurationError, PaymasterError, ProviderError
 from ._clients import LoopClients, auth_hint, check_base_url, resolve_api_key, served_model
 from ._errors import SdkErrorTypes, error_in, malformed, redact, translate
+from ._logs import redact_logs
 from ._types import Message, ModelRequest, ModelResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class OpenAIProvider:
             self._timeout: float | Timeout | None = timeout if timeout is not None else client.timeout
             self._secrets: tuple[str, ...] = tuple(s for s in (client.api_key, client.admin_api_key) if s)
             self._missing_key, self._key, self._hint = "", "", auth_hint(type(self).__name__, "", True)
+            redact_logs(self._secrets)
             return
         key, env = resolve_api_key(api_key, api_key_env, base_url=base_url, default_env=_ENV_KEY)
         seconds = timeout or DEFAULT_TIMEOUT
@@ -103,6 +105,7 @@ class OpenAIProvider:
         self._missing_key = "" if key or (base_url and not api_key_env) else env
         self._key = key or "no-key-configured"  # the SDK insists on some credential
         self._hint = auth_hint(type(self).__name__, env, key is not None)
+        redact_logs(self._secrets)  # the SDKs log headers at DEBUG; an echoed key must not reach a log
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(name={self.name!r}, base_url={self.base_url!r})"
@@ -119,13 +122,16 @@ class OpenAIProvider:
 
     def _new_client(self) -> AsyncOpenAI:
         try:
-            return self._sdk.AsyncOpenAI(
+            client = self._sdk.AsyncOpenAI(
                 api_key=self._key, base_url=self.base_url, timeout=self._timeout, max_retries=0
             )
         except Exception as exc:  # the SDK or httpx refusing its settings; nothing was sent
             raise ConfigurationError(
                 redact(f"{self.name}: the OpenAI SDK refused this provider's settings: {exc}", self._secrets)
             ) from exc
+        # Making a client imports the HTTP transport, whose loggers exist only from then on.
+        redact_logs(self._secrets)
+        return client
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Send ``request`` to Chat Completions and return text, tool calls and the reported usage."""
