@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from decimal import InvalidOperation
 from pathlib import Path
@@ -26,8 +27,10 @@ from ..evals._tables import failures_table, selection_table, split_table, summar
 from ..providers._replay import RecordedPrompt, ReplayProvider, dump_recordings
 from ..providers._scripted import ScriptedProvider
 from ..providers._types import Provider
+from ..router._prices import RoutingWarning
 from ..router._score import ScoreRouter
-from ..runtime import Agent, Runtime
+from ..runtime import Agent, Budget, Runtime
+from ..runtime._config import Settings
 from ._tables import make_console
 
 console = make_console()
@@ -81,6 +84,13 @@ def _runtime(
     return runtime, replayer
 
 
+def _budget(usd: str) -> Budget:
+    try:
+        return Budget(usd=usd)
+    except ValueError:
+        raise _Usage(f"--budget-usd must be a number of dollars >= 0 such as 2.50, got {usd!r}") from None
+
+
 def _report_json(report: EvalReport) -> dict[str, Any]:
     s = report.summary
 
@@ -106,7 +116,7 @@ def _progress() -> Progress:
 
 def _record(
     runtime: Runtime, agent: type[Agent], items: list[GoldenItem], tiers: list[str] | None, tenant: str,
-    replayer: ReplayProvider | None, path: Path,
+    replayer: ReplayProvider | None, path: Path, budget: Budget | None,
 ) -> None:
     names = tiers or [t.name for t in runtime.tiers.tiers]
     by_tier: dict[str, list[ItemResult]] = {n: [] for n in names}
@@ -119,7 +129,7 @@ def _record(
 
         async def go() -> list[RecordedPrompt]:
             return await record_tiers(runtime, agent, items, tiers=tiers, tenant=tenant, replay=replayer,
-                                      on_result=advance)
+                                      on_result=advance, budget=budget)
 
         try:
             recordings = anyio.run(go)
@@ -130,10 +140,16 @@ def _record(
     rows = [(tier, summarise((r.correct for r in rs), (r.cost_usd for r in rs))) for tier, rs in by_tier.items()]
     console.print(split_table(rows, title=f"Every item on every tier ({len(items)} items)", share=False))
     for tier, results in by_tier.items():
-        stopped = sum(1 for r in results if r.status.value == "budget_exceeded")
+        stopped = [r for r in results if r.status.value == "budget_exceeded"]
         if stopped:
-            console.print(f"[yellow]note:[/yellow] tier {tier!r}: {stopped} of {len(results)} items stopped at a "
-                          "budget cap; leave it out of calibration with --tiers, or raise the cap")
+            what = "most" if len(stopped) * 2 > len(results) else "some"
+            console.print(
+                f"[yellow]note:[/yellow] tier {tier!r}: {len(stopped)} of {len(results)} items stopped at a budget "
+                f"cap ({stopped[0].stop_reason}), so what they cost and scored is the cap's doing, not the tier's. "
+                f"Calibration leaves out a tier stopped on most items ({what} were here). Give the eval a larger "
+                "budget and record again: paymaster eval ... --record FILE --budget-usd AMOUNT (above the agent's "
+                "Budget.usd), or raise the runtime's limits for the eval tenant", soft_wrap=True,
+            )
     console.print(f"Recorded to {path}; calibrate with: paymaster calibrate {path} --out thresholds.json")
 
 
@@ -157,9 +173,12 @@ def eval_command(
                                                      "replay file, for `paymaster calibrate`.")] = None,
     tiers: Annotated[str | None, typer.Option(help="With --record: comma-separated tier names (default: all).")] =
     None,
+    budget_usd: Annotated[str | None, typer.Option("--budget-usd", help="USD cap per item's task, replacing the "
+                                                   "agent's Budget.usd (e.g. to record a deep tier).")] = None,
 ) -> None:
     """Run a golden set through the runtime; report accuracy, cost, cost per success and the tier split."""
     try:
+        budget = None if budget_usd is None else _budget(budget_usd)
         items: list[GoldenItem] = load_golden(golden)[:limit]
         agent_cls, module = load_agent(agent)
         runtime, replayer = _runtime(ledger, provider, replay, config, router, module)
@@ -168,7 +187,7 @@ def eval_command(
         raise typer.Exit(2) from None
     if record is not None:
         chosen = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
-        _record(runtime, agent_cls, items, chosen, tenant, replayer, record)
+        _record(runtime, agent_cls, items, chosen, tenant, replayer, record, budget)
         return
     with runtime, _progress() as progress:
         bar = progress.add_task(f"{agent_cls.name} on {golden.name}", total=len(items))
@@ -178,7 +197,7 @@ def eval_command(
 
         async def go() -> EvalReport:
             return await run_golden(runtime, agent_cls, items, golden=golden.name, tenant=tenant,
-                                    replay=replayer, on_result=advance)
+                                    replay=replayer, on_result=advance, budget=budget)
 
         report = anyio.run(go)
         ledger_url = runtime.ledger.url
@@ -209,28 +228,39 @@ def calibrate_command(
     "hashing-1024",
     plot: Annotated[Path | None, typer.Option(help="Also draw the cost-quality curve to this PNG.")] = None,
     tiers: Annotated[str | None, typer.Option(help="Comma-separated tiers to route between, cheapest first "
-                                                   "(default: every recorded one, by recorded cost).")] = None,
+                                                   "(default: every recorded one, by list price).")] = None,
+    delta: Annotated[float, typer.Option(help="The target must hold on unseen items with probability >= 1 - delta; "
+                                              "0 compares point estimates only.", min=0, max=0.5)] = 0.1,
+    config: Annotated[Path | None, typer.Option(help="Runtime config TOML whose tiers and prices order the tiers "
+                                                     "(default: the default tiers and price book).")] = None,
 ) -> None:
     """Sweep score-router thresholds on recorded outcomes and write the thresholds file the router loads."""
     try:
         if objective not in ("quality", "cost"):
             raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
         try:
-            goal = (Objective.quality if objective == "quality" else Objective.cost)(target, reference)
+            goal = (Objective.quality if objective == "quality" else Objective.cost)(
+                target, reference, delta=delta or None)
         except InvalidOperation:
             raise _Usage(f"--target must be a number such as 0.95, got {target!r}") from None
         ladder = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
-        calibration = calibrate_file(records, objective=goal, scorer=scorer, embedder=embedder, tiers=ladder)
+        settings = Settings.resolve(config=config, tiers=None, routes=None, prices=None, limits=None, tag_keys=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RoutingWarning)
+            calibration = calibrate_file(records, objective=goal, scorer=scorer, embedder=embedder, tiers=ladder,
+                                         table=settings.tiers, prices=settings.prices)
         written = calibration.write(out)
     except (_Usage, PaymasterError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    for warning in caught:
+        console.print(f"[yellow]warning:[/yellow] {warning.message}", soft_wrap=True)
     ref = calibration.reference
-    rows = [(f"{t} (every item)", r.summary) for t, r in zip(calibration.tiers, calibration.singles, strict=True)]
+    rows = [(f"{s.name} (every item)", s.summary) for s in calibration.singles]
     rows.append((f"score router ({calibration.scorer_kind})", calibration.train.summary))
     console.print(split_table(rows, title=f"Calibration on {records.name} (leave-one-out for knn)", label="policy",
                               share=False))
-    console.print(calibration.describe())
+    console.print(calibration.describe(), soft_wrap=True)
     console.print(f"Thresholds written to {written}; load them with ScoreRouter.from_file({str(written)!r}, tiers)")
     if plot is not None:
         scale = float(ref.summary.cost_usd or 1)

@@ -27,7 +27,7 @@ from ..router._score import (
 )
 from ._deps import require_numpy
 from ._knn import KnnIndex, escalation_scores, neighbours, predict
-from ._objective import CurvePoint, Objective, choose
+from ._objective import Choice, CurvePoint, Objective, Reference, certified
 from ._policies import PolicyResult, routed, single
 from ._records import RecordSet
 
@@ -66,9 +66,9 @@ def walk_many(scores: Any, thresholds: Sequence[float]) -> Any:
     return np.where(stops.any(axis=1), stops.argmax(axis=1), boundaries)
 
 
-def _judge(correct: Any, cost: Any, choice: Any) -> tuple[float, float]:
+def _judge(ladder: RecordSet, ref: Reference, choice: Any, params: dict[str, Any], chain: int = 0) -> CurvePoint:
     rows = range(len(choice))
-    return float(correct[rows, choice].mean()), float(cost[rows, choice].sum())
+    return ref.point(ladder.correct[rows, choice], ladder.cost[rows, choice], params, chain)
 
 
 def _grid(values: Any, size: int) -> list[float]:
@@ -108,6 +108,10 @@ class Calibration:
     extra: Mapping[str, Any] = field(default_factory=dict)
     singles: tuple[PolicyResult, ...] = ()
     """Each tier on its own, on the same prompts: the points the router is measured against."""
+    choice: Choice | None = None
+    """How the setting was chosen: its confidence certificate, or the fallback to the strong tier."""
+    prices: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Each tier's provider, model and list price as calibrated (written to the file; the runtime compares)."""
 
     @property
     def scorer_kind(self) -> str:
@@ -130,8 +134,19 @@ class Calibration:
             "relative_cost": f"{s.cost_usd / ref.cost_usd:.4f}" if ref.cost_usd else None,
             "objective_met": self.met,
             "tier_split": {names[label]: summary.items for label, summary in self.train.split()},
+            **self.certificate_metrics(),
             **dict(self.extra),
         }
+
+    def certificate_metrics(self) -> dict[str, Any]:
+        """The certificate as written to the file: point estimate, bound, and whether the strong tier fell back."""
+        c = self.choice.certificate if self.choice is not None else None
+        if c is None:
+            return {}
+        kind = "accuracy" if self.objective.kind == "quality" else "cost"
+        side = "lower" if self.objective.kind == "quality" else "upper"
+        return {f"{kind}_share": f"{c.estimate:.4f}", f"{kind}_share_{side}_bound": f"{c.bound:.4f}",
+                "delta": str(self.objective.delta), "fallback_to_reference": bool(self.choice and self.choice.fallback)}
 
     def to_thresholds(self, index_name: str | None = None, index_sha256: str | None = None) -> Thresholds:
         """The thresholds file's content (a kNN scorer needs the name and digest of its saved index)."""
@@ -144,6 +159,7 @@ class Calibration:
         return Thresholds(
             scorer=spec, tiers=self.tiers, thresholds=self.thresholds,
             objective=self.objective.describe(self.reference.name), train=self.metrics(),
+            prices={t: dict(p) for t, p in self.prices.items() if t in self.tiers},
         )
 
     def write(self, path: str | Path) -> Path:
@@ -165,19 +181,29 @@ class Calibration:
     def describe(self) -> str:
         """One line: the chosen setting and how it did on the training split."""
         s = self.train.summary
+        certificate = f"; {self.choice.describe(self.objective)}" if self.choice is not None else ""
         return (
             f"thresholds {list(self.thresholds)} over {list(self.tiers)}: train accuracy {s.accuracy:.4f}, "
-            f"cost {fmt_usd(s.cost_usd)} ({'meets' if self.met else 'misses'} the objective)"
+            f"cost {fmt_usd(s.cost_usd)} ({'meets' if self.met else 'misses'} the objective){certificate}"
         )
 
 
 def _finish(
     records: RecordSet, scores: Sequence[Any], curve: list[CurvePoint], objective: Objective,
-    reference: PolicyResult, scorer: Callable[[CurvePoint], LengthScorerSpec | dict[str, Any]],
+    reference: PolicyResult, ref: Reference, scorer: Callable[[CurvePoint], LengthScorerSpec | dict[str, Any]],
     index: KnnIndex | None, extra: Mapping[str, Any], names: Mapping[str, str] | None,
 ) -> Calibration:
     ref_cost = float(reference.summary.cost_usd or 0)
-    chosen, met = choose(curve, objective, reference.summary.accuracy, ref_cost)
+    picked = certified(curve, objective, reference.summary.accuracy, ref_cost, fallback=ref.alone())
+    chosen, met = picked.point, picked.met
+    singles = tuple(single(records, m) for m in records.models)
+    if picked.fallback:  # nothing cheaper is certified: every prompt to the reference tier
+        model = reference.name
+        return Calibration(
+            tiers=ladder_names([model], names), models=(model,), thresholds=(), scorer=LengthScorerSpec(),
+            objective=objective, reference=reference, train=reference, curve=tuple(curve), chosen=chosen, met=met,
+            index=None, extra=extra, singles=singles, choice=picked,
+        )
     combo = chosen.params.get("combo", 0)
     thresholds = tuple(chosen.params["thresholds"])
     choice = walk_many(scores[combo], thresholds)
@@ -186,7 +212,7 @@ def _finish(
         tiers=ladder_names(records.models, names), models=records.models, thresholds=thresholds,
         scorer=scorer(chosen), objective=objective, reference=reference, train=train,
         curve=tuple(p for p in curve if p.params.get("combo", 0) == combo), chosen=chosen, met=met,
-        index=index, extra=extra, singles=tuple(single(records, m) for m in records.models),
+        index=index, extra=extra, singles=singles, choice=picked,
     )
 
 
@@ -224,21 +250,22 @@ def calibrate_knn(
         raise ConfigurationError("the kNN scorer needs at least two recorded prompts")
     curve: list[CurvePoint] = []
     scores: list[Any] = []
+    ref = Reference.of(records, objective)
     for k in sorted({min(k, len(ladder) - 1) for k in ks}):  # a k past the set's size is the same sweep
         for weight in prior_weights:
             combo_scores, _ = loo_predictions(index, k, weight)
             combo = len(scores)
             scores.append(combo_scores)
+            # One chain per (k, prior weight), lowest threshold (most escalation) first: see certified().
             for t in _grid(combo_scores, grid_size):
                 thresholds = (t,) * (len(ladder.models) - 1)
-                acc, spent = _judge(ladder.correct, ladder.cost, walk_many(combo_scores, thresholds))
-                curve.append(CurvePoint(acc, spent, {"thresholds": thresholds, "combo": combo, "k": k,
-                                                     "prior_weight": weight}))
+                curve.append(_judge(ladder, ref, walk_many(combo_scores, thresholds),
+                                    {"thresholds": thresholds, "combo": combo, "k": k, "prior_weight": weight}, combo))
 
     def spec(chosen: CurvePoint) -> dict[str, Any]:
         return {"k": chosen.params["k"], "prior_weight": chosen.params["prior_weight"], "embedder": embedder}
 
-    return _finish(ladder, scores, curve, objective, reference_of(records, objective), spec, index,
+    return _finish(ladder, scores, curve, objective, reference_of(records, objective), ref, spec, index,
                    {"scoring": "leave-one-out on the training split"}, tier_names)
 
 
@@ -270,12 +297,14 @@ def calibrate_length(
     cuts = _grid(values, grid_size)
     while len(cuts) > 3 and math.comb(len(cuts) + boundaries - 1, boundaries) > _MAX_SETTINGS:
         cuts = sorted({*cuts[::2], cuts[-1]})  # many tiers: a coarser grid (ends kept) keeps the sweep small
-    curve = []
-    for thresholds in _increasing(cuts, boundaries):
-        acc, spent = _judge(ladder.correct, ladder.cost, walk_many(matrix, thresholds))
-        curve.append(CurvePoint(acc, spent, {"thresholds": thresholds}))
-    return _finish(ladder, [matrix], curve, objective, reference_of(records, objective), lambda _: spec, None, {},
-                   tier_names)
+    ref = Reference.of(records, objective)
+    # A chain per choice of every threshold but the last; in it the last rises, so each setting sends
+    # fewer prompts to the deepest tier than the one before (the order certified() tests them in).
+    settings = sorted(_increasing(cuts, boundaries), key=lambda t: (t[:-1], t[-1:]))
+    heads = {h: i for i, h in enumerate(dict.fromkeys(t[:-1] for t in settings))}
+    curve = [_judge(ladder, ref, walk_many(matrix, t), {"thresholds": t}, heads[t[:-1]]) for t in settings]
+    return _finish(ladder, [matrix], curve, objective, reference_of(records, objective), ref, lambda _: spec, None,
+                   {}, tier_names)
 
 
 def _increasing(cuts: Sequence[float], n: int) -> list[tuple[float, ...]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._calibrate import reference_of, walk_many
 from ._deps import require_numpy
-from ._objective import CurvePoint, Objective, choose
+from ._objective import CurvePoint, Objective, Reference, certified
 from ._policies import Cascade, PolicyResult, agreement, cascaded
 from ._records import RecordSet
 
@@ -58,11 +58,13 @@ def calibrate_cascade(
     reference = reference_of(records, objective)
     top = escalate or reference.name
     cascades = _candidates(records, top, models)
+    ref = Reference.of(records, objective)
     curve = []
-    for i, c in enumerate(cascades):
+    for i, c in enumerate(cascades):  # no knob orders them: each is its own chain (Bonferroni)
         correct, cost = _paths(records, c)
-        curve.append(CurvePoint(float(correct.mean()), float(cost.sum()), {"cascade": i}))
-    chosen, met = choose(curve, objective, reference.summary.accuracy, float(reference.summary.cost_usd or 0))
+        curve.append(ref.point(correct, cost, {"cascade": i}, i))
+    picked = certified(curve, objective, reference.summary.accuracy, float(reference.summary.cost_usd or 0))
+    chosen, met = picked.point, picked.met
     cascade = cascades[chosen.params["cascade"]]
     train = cascaded(records, "cascade", cascade, [True] * len(records), list(records.models[:1]) * len(records))
     params = {"answer": cascade.answer, "check": cascade.check, "escalate": cascade.escalate}
@@ -98,6 +100,7 @@ def calibrate_routed_cascade(
     # The best cascades on their own: most accuracy for the least cost (in units of the reference).
     cascades = [c for _, c in sorted(alone, key=lambda x: (x[0], x[1].label))[:max_cascades]]
     rows = np.arange(len(records))
+    ref = Reference.of(records, objective)
     curve = []
     for ti, t in enumerate(thresholds):
         choice = walk_many(scores, t)
@@ -106,13 +109,14 @@ def calibrate_routed_cascade(
         for ci, c in enumerate(cascades):
             c_correct, c_cost = _paths(records, c)
             gain = accuracy[:, -1] - accuracy[:, records.column(c.answer)]
-            for band in bands:
+            for band in bands:  # a chain per (thresholds, cascade): the narrowest band escalates most
                 use = to_top & (gain <= band)
                 correct = np.where(use, c_correct, base_correct)
                 cost = np.where(use, c_cost, base_cost)
-                curve.append(CurvePoint(float(correct.mean()), float(cost.sum()),
-                                        {"t": ti, "cascade": ci, "band": band}))
-    chosen, met = choose(curve, objective, ref_acc, ref_cost)
+                curve.append(ref.point(correct, cost, {"t": ti, "cascade": ci, "band": band},
+                                       ti * len(cascades) + ci))
+    picked = certified(curve, objective, ref_acc, ref_cost)
+    chosen, met = picked.point, picked.met
     cascade = cascades[chosen.params["cascade"]]
     params = {"answer": cascade.answer, "check": cascade.check, "escalate": cascade.escalate,
               "thresholds": list(thresholds[chosen.params["t"]]), "band": chosen.params["band"]}

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ._calibrate import reference_of
 from ._deps import require_numpy
-from ._objective import CurvePoint, Objective, choose
+from ._objective import Choice, CurvePoint, Objective, Reference, certified
 from ._policies import Cascade, PolicyResult, _result, answer_key
 from ._records import RecordSet
 
@@ -151,6 +151,8 @@ class UtilityCalibration:
     met: bool
     train: PolicyResult
     reference: PolicyResult
+    choice: Choice | None = None
+    """The chosen price's confidence certificate, or the fallback to the reference alone."""
 
 
 def calibrate_utility(
@@ -185,16 +187,21 @@ def calibrate_utility(
     )
     accuracy, predicted_cost = router.predict(router.embeddings, records.task_types, loo=True)
     rows = np.arange(len(records))
+    ref = Reference.of(records, objective)
     curve = []
-    for price in _PRICES:
+    for price in _PRICES:  # one chain, from price 0 (the most accurate options) up: see certified()
         choice = router.choose(accuracy, predicted_cost, price)
-        curve.append(CurvePoint(float(router.correct[rows, choice].mean()), float(router.cost[rows, choice].sum()),
-                                {"price": price}))
-    chosen, met = choose(curve, objective, reference.summary.accuracy, ref_cost)
-    router = UtilityRouter(**{**router.__dict__, "price": chosen.params["price"]})
+        curve.append(ref.point(router.correct[rows, choice], router.cost[rows, choice], {"price": price}))
+    picked = certified(curve, objective, reference.summary.accuracy, ref_cost, fallback=ref.alone())
+    if picked.fallback:  # nothing cheaper is certified: the reference model answers everything
+        j = records.column(reference.name)
+        router = UtilityRouter(**{**router.__dict__, "options": (reference.name,), "correct": records.correct[:, [j]],
+                                  "cost": records.cost[:, [j]]})
+        return UtilityCalibration(router, tuple(curve), picked.point, picked.met, reference, reference, picked)
+    router = UtilityRouter(**{**router.__dict__, "price": picked.point.params["price"]})
     choice = router.choose(accuracy, predicted_cost)
     train = replay(records, [router.options[int(j)] for j in choice], "utility router (leave-one-out)")
-    return UtilityCalibration(router, tuple(curve), chosen, met, train, reference)
+    return UtilityCalibration(router, tuple(curve), picked.point, picked.met, train, reference, picked)
 
 
 def replay(records: RecordSet, choice: Sequence[Option], name: str = "utility router") -> PolicyResult:

@@ -8,20 +8,27 @@ turns such a file (or any replay file) into a thresholds file.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..planners._plan import Complexity
+from ..pricing import PriceBook
 from ..providers._replay import RecordedOutcome, RecordedPrompt, ReplayProvider, load_recordings
-from ..runtime import Agent, Runtime
+from ..router import TierTable
+from ..router._prices import RoutingWarning, assumed_prices, list_price, price_order
+from ..runtime import Agent, Budget, Runtime, TaskStatus
 from ._calibrate import Calibration, calibrate_knn, calibrate_length
 from ._golden import GoldenItem
 from ._knn import focus, learn_boilerplate, make_embedder
 from ._objective import Objective
 from ._records import RecordSet
 from ._run import ItemResult, run_item
+
+STOPPED_TAG = "budget_stopped:"
 
 
 def pinned(agent: type[Agent], tier: str) -> type[Agent]:
@@ -39,8 +46,13 @@ async def record_tiers(
     tenant: str = "eval",
     replay: ReplayProvider | None = None,
     on_result: Callable[[str, ItemResult], None] | None = None,
+    budget: Budget | None = None,
 ) -> list[RecordedPrompt]:
-    """Run every item on every tier (cheapest first); return the recordings, keyed by tier name."""
+    """Run every item on every tier (cheapest first); return the recordings, keyed by tier name.
+
+    An item stopped by a budget cap on a tier is tagged ``budget_stopped:TIER``
+    so that calibration can tell a capped tier from a cheap one.
+    """
     names = list(tiers) if tiers is not None else [t.name for t in runtime.tiers.tiers]
     for name in names:
         runtime.tiers.get(name)  # unknown names fail before anything is spent
@@ -48,18 +60,66 @@ async def record_tiers(
     out = []
     for item in items:
         outcomes = {}
+        stopped: list[str] = []
         for name in names:
-            result = await run_item(runtime, variants[name], item, tenant=tenant, tags={"tier": name}, replay=replay)
+            result = await run_item(runtime, variants[name], item, tenant=tenant, tags={"tier": name}, replay=replay,
+                                    budget=budget)
             if result.cost_usd is None:
                 raise ConfigurationError(
                     f"item {item.id!r} on tier {name!r} has no known cost (a price is missing); add prices for "
                     "the tier's model so that the recording can be calibrated on"
                 )
             outcomes[name] = RecordedOutcome(response=result.output, correct=result.correct, cost_usd=result.cost_usd)
+            if result.status is TaskStatus.BUDGET_EXCEEDED:
+                stopped.append(f"{STOPPED_TAG}{name}")  # neither its cost nor its verdict is the tier's
             if on_result is not None:
                 on_result(name, result)
-        out.append(RecordedPrompt(id=item.id, prompt=item.input, outcomes=outcomes, task_type=item.task_type))
+        out.append(RecordedPrompt(id=item.id, prompt=item.input, outcomes=outcomes, task_type=item.task_type,
+                                  tags=tuple(stopped)))
     return out
+
+
+def stopped_tiers(prompts: Sequence[RecordedPrompt]) -> dict[str, int]:
+    """How many recorded prompts each tier stopped at a budget cap on (from ``record_tiers``'s tags)."""
+    counts: dict[str, int] = {}
+    for prompt in prompts:
+        for tag in prompt.tags:
+            if tag.startswith(STOPPED_TAG):
+                counts[tag[len(STOPPED_TAG):]] = counts.get(tag[len(STOPPED_TAG):], 0) + 1
+    return counts
+
+
+def ladder(
+    prompts: Sequence[RecordedPrompt], tiers: Sequence[str] | None, table: TierTable | None, prices: PriceBook | None,
+) -> tuple[list[str] | None, list[str]]:
+    """The tiers to calibrate over, cheapest first by list price, and warnings about what was left out.
+
+    A tier stopped by a budget cap on most items is left out: its recorded
+    cost and verdicts measure the cap, not the tier. Tiers given explicitly
+    keep the order given; others are ordered by the price book (recorded cost
+    only when a price is unknown, which is said).
+    """
+    notes = []
+    recorded = sorted(set(prompts[0].outcomes).intersection(*(p.outcomes for p in prompts)))
+    names = list(tiers) if tiers is not None else recorded
+    stopped = stopped_tiers(prompts)
+    for name in list(names):
+        if stopped.get(name, 0) * 2 > len(prompts):
+            names.remove(name)
+            notes.append(f"tier {name!r} left out: {stopped[name]} of {len(prompts)} items stopped at a budget cap, "
+                         "so its cost and quality were not measured; record again with a larger eval budget "
+                         "(paymaster eval --record ... --budget-usd)")
+    if tiers is not None:
+        return names, notes
+    table = table or TierTable()
+    order = price_order(names, table, prices or PriceBook())
+    if order is None:
+        unknown = [n for n in names if list_price(table, n, prices or PriceBook()) is None]
+        notes.append(f"no list price for {unknown} in the tier table and price book (pass --config): tiers "
+                     "ordered by their recorded cost instead")
+        mean = {n: sum(p.outcomes[n].cost_usd for p in prompts) / len(prompts) for n in names}
+        return sorted(names, key=lambda n: (mean[n], n)), notes
+    return order, notes
 
 
 def calibrate_file(
@@ -69,12 +129,32 @@ def calibrate_file(
     scorer: str = "knn",
     embedder: str = "hashing-1024",
     tiers: Sequence[str] | None = None,
+    table: TierTable | None = None,
+    prices: PriceBook | None = None,
     **options: Any,
 ) -> Calibration:
-    """Calibrate a score router on a replay file (e.g. written by ``record_tiers``); ``scorer`` is knn or length."""
-    records = RecordSet.build(load_recordings(path), tiers)
+    """Calibrate a score router on a replay file (e.g. written by ``record_tiers``); ``scorer`` is knn or length.
+
+    Tiers are ordered by list price from ``table`` and ``prices`` (defaults:
+    the default tiers and price book); a tier stopped by caps on most items is
+    left out. Both are reported as ``RoutingWarning``s.
+    """
+    prompts = load_recordings(path)
+    names, notes = ladder(prompts, tiers, table, prices)
+    for note in notes:
+        warnings.warn(note, RoutingWarning, stacklevel=2)
+    records = RecordSet.build(prompts, names)
     if len(records.models) < 2:
-        raise ConfigurationError(f"{path}: calibration needs recordings of at least two tiers or models")
+        left_out = "".join(f"; {n}" for n in notes if "left out" in n)
+        raise ConfigurationError(f"{path}: calibration needs recordings of at least two tiers or models{left_out}")
+    calibration = _calibrate(records, objective, scorer, embedder, options)
+    assumed = assumed_prices(calibration.tiers, table or TierTable(), prices or PriceBook())
+    return dataclasses.replace(calibration, prices=assumed)
+
+
+def _calibrate(
+    records: RecordSet, objective: Objective, scorer: str, embedder: str, options: dict[str, Any]
+) -> Calibration:
     if scorer == "length":
         return calibrate_length(records, objective=objective, **options)
     if scorer != "knn":

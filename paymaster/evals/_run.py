@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..providers._replay import ReplayProvider
-from ..runtime import Agent, Runtime, TaskStatus
+from ..runtime import Agent, Budget, Runtime, TaskStatus
 from ._golden import GoldenItem
 from ._metrics import SelectionRow, Summary, model_selection, split_by, summarise
 from ._scorers import Recorded, Verdict, score
@@ -83,9 +83,10 @@ async def run_item(
     tenant: str = "eval",
     tags: Mapping[str, str] | None = None,
     replay: ReplayProvider | None = None,
+    budget: Budget | None = None,
 ) -> ItemResult:
-    """Run one item as a task and score its output."""
-    outcome = await runtime.run(agent, item.input, tenant=tenant, tags={**(tags or {}), **item.tags})
+    """Run one item as a task (under ``budget`` when given, else the agent's) and score its output."""
+    outcome = await runtime.run(agent, item.input, tenant=tenant, tags={**(tags or {}), **item.tags}, budget=budget)
     steps = [s for s in runtime.ledger.steps(outcome.task_id) if s.kind in _ANSWERING_KINDS and s.status == "ok"]
     tiers = tuple(s.tier or "-" for s in steps)
     models = tuple(s.model or "-" for s in steps)
@@ -113,11 +114,12 @@ async def run_golden(
     tags: Mapping[str, str] | None = None,
     replay: ReplayProvider | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
+    budget: Budget | None = None,
 ) -> EvalReport:
     """Run every item in order (one at a time, so the same inputs give the same numbers)."""
     results = []
     for item in items:
-        result = await run_item(runtime, agent, item, tenant=tenant, tags=tags, replay=replay)
+        result = await run_item(runtime, agent, item, tenant=tenant, tags=tags, replay=replay, budget=budget)
         results.append(result)
         if on_result is not None:
             on_result(result)

@@ -17,8 +17,9 @@ The thresholds file (JSON, written by calibration)::
      "scorer": {"kind": "length", "scale_words": 100.0},
      "tiers": ["fast", "balanced", "deep"],          # cheapest first
      "thresholds": [0.3, 0.6],                       # one per boundary
-     "objective": {"kind": "quality", "target": "0.95", "reference": "deep"},
-     "train": {"items": 120, "accuracy": "0.9", "cost_usd": "0.12", ...}}
+     "objective": {"kind": "quality", "target": "0.95", "reference": "deep", "delta": "0.1"},
+     "train": {"items": 120, "accuracy": "0.9", "cost_usd": "0.12", "accuracy_share_lower_bound": ...},
+     "prices": {"fast": {"provider": "openai", "model": "gpt-4o-mini", "input_mtok": "0.15", ...}, ...}}
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import ConfigurationError
 from ..planners._plan import Complexity, Subtask
+from ..pricing import PriceBook
+from ._prices import warn_on_drift
 from ._router import RouteDecision, Router
 from ._tiers import TierTable
 
@@ -78,6 +81,8 @@ class Thresholds(BaseModel):
     thresholds: tuple[float, ...]
     objective: dict[str, str] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    prices: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Each tier's provider, model and list price when calibrated: the runtime warns when they change."""
 
     @model_validator(mode="after")
     def _check(self) -> Thresholds:
@@ -196,11 +201,16 @@ class ScoreRouter(Router):
         self.source = source
 
     @classmethod
-    def from_file(cls, path: str | Path, table: TierTable, *, embedder: Any = None) -> ScoreRouter:
-        """Load a thresholds file (and a learned scorer's index next to it)."""
+    def from_file(
+        cls, path: str | Path, table: TierTable, *, embedder: Any = None, prices: PriceBook | None = None
+    ) -> ScoreRouter:
+        """Load a thresholds file (and a learned scorer's index next to it); warn if ``prices`` drifted."""
         p = Path(path)
         thresholds = load_thresholds(p)
-        return cls(table, thresholds, load_scorer(thresholds, p.parent, embedder), source=p.name)
+        router = cls(table, thresholds, load_scorer(thresholds, p.parent, embedder), source=p.name)
+        if prices is not None:
+            warn_on_drift(f"thresholds file {p.name}", thresholds.prices, table, prices)
+        return router
 
     def decide(self, text: str) -> tuple[str, str]:
         """The tier name for ``text`` and the reason, without a Subtask around it."""

@@ -66,10 +66,10 @@ class Settings:
         if isinstance(given, Router):
             return given
         if given is not None:
-            return ScoreRouter.from_file(given, self.tiers)
+            return ScoreRouter.from_file(given, self.tiers, prices=self.prices)
         thresholds = self.data.get("router", {}).get("thresholds")
         if thresholds is not None:
-            return ScoreRouter.from_file(self.base / thresholds, self.tiers)  # relative to the config file
+            return ScoreRouter.from_file(self.base / thresholds, self.tiers, prices=self.prices)  # relative to config
         return Router(self.tiers)
 
 

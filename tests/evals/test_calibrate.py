@@ -73,11 +73,16 @@ def test_length_calibration_finds_the_cheapest_thresholds_that_meet_the_target()
 def test_cost_objective_gives_the_best_accuracy_within_the_cap() -> None:
     r = records()
     all_large = float(sum(r.cost_usd(i, "large") for i in range(len(r))))
-    calibration = calibrate_length(r, objective=Objective.cost("0.05"), scale_words=10)
+    calibration = calibrate_length(r, objective=Objective.cost("0.05", delta=None), scale_words=10)
     assert float(calibration.train.summary.cost_usd or 0) <= 0.05 * all_large
     assert calibration.met
     best = max(p.accuracy for p in calibration.curve if p.cost <= 0.05 * all_large + 1e-15)
     assert calibration.train.summary.accuracy == pytest.approx(best)
+    # With a confidence level, the cost's upper bound (not only its estimate) must be within the target.
+    certified = calibrate_length(r, objective=Objective.cost("0.2"), scale_words=10)
+    assert certified.met and certified.choice is not None and certified.choice.certificate is not None
+    assert certified.choice.certificate.estimate <= certified.choice.certificate.bound <= 0.2
+    assert float(certified.train.summary.cost_usd or 0) <= 0.2 * all_large
 
 
 def knn_calibration(seed: int = 0) -> tuple[RecordSet, Calibration]:

@@ -158,23 +158,43 @@ def test_record_every_tier_then_calibrate_then_route(files: dict[str, Path]) -> 
     pytest.importorskip("numpy", reason="calibration needs the evals extra")
     recorded = files["dir"] / "tiers.jsonl"
     args = ["eval", str(files["golden"]), "--agent", f"{files['agent']}:Triage", "--ledger", str(files["ledger"])]
+    # The agent's $0.01 cap refuses the worst case of "balanced" and "deep": they record $0 and no answer.
     result = runner.invoke(calibrate_app, [*args, "--record", str(recorded)])
     assert result.exit_code == 0, result.output
     assert "Every item on every tier (3 items)" in result.output
+    flat = " ".join(result.output.split())
+    assert "tier 'deep': 3 of 3 items stopped at a budget cap" in flat and "--budget-usd" in flat
     recordings = load_recordings(recorded)
     assert [sorted(r.outcomes) for r in recordings] == [["balanced", "deep", "fast"]] * 3
     assert recordings[0].outcomes["fast"].correct is True  # the scripted reply is the label before ':'
+    # Calibration does not mistake the capped tiers for the cheapest: it leaves them out and says so.
+    capped = runner.invoke(calibrate_app, ["calibrate", str(recorded), "--out", str(files["dir"] / "x.json")])
+    assert capped.exit_code == 2
+    said = " ".join(capped.output.split())
+    assert "tier 'balanced' left out" in said and "tier 'deep' left out" in said
 
+    result = runner.invoke(calibrate_app, [*args, "--record", str(recorded), "--budget-usd", "1"])
+    assert result.exit_code == 0 and "stopped at a budget cap" not in result.output, result.output
     for scorer in ("length", "knn"):
         out = files["dir"] / f"{scorer}.json"
         result = runner.invoke(calibrate_app, ["calibrate", str(recorded), "--out", str(out), "--scorer", scorer])
         assert result.exit_code == 0, result.output
         assert "score router" in result.output and "Thresholds written" in result.output
         thresholds = load_thresholds(out)
-        # Ordered by recorded cost: "balanced" was refused by the agent's $0.01 cap, so it cost nothing.
-        assert thresholds.objective["kind"] == "quality" and set(thresholds.tiers) == {"fast", "balanced", "deep"}
+        assert thresholds.objective["kind"] == "quality" and thresholds.objective["delta"] == "0.1"
+        # Three items certify nothing cheaper than the reference: the file routes everything to it.
+        # Three items certify nothing cheaper than the reference (the scripted stand-in answers alike on every
+        # tier, so the reference is the cheapest of the most accurate): the file routes everything to it.
+        assert thresholds.tiers == (thresholds.objective["reference"],)
+        assert thresholds.train["fallback_to_reference"] is True and thresholds.train["accuracy_share"] == "1.0000"
+        assert thresholds.prices["fast"]["model"] == "gpt-4o-mini"
         routed = runner.invoke(calibrate_app, [*args, "--router", str(out)])
         assert routed.exit_code == 0, routed.output
+    point = files["dir"] / "point.json"
+    result = runner.invoke(calibrate_app, ["calibrate", str(recorded), "--out", str(point), "--delta", "0",
+                                           "--scorer", "length"])
+    assert result.exit_code == 0, result.output
+    assert load_thresholds(point).tiers == ("fast", "balanced", "deep")  # by list price, cheapest first
 
     bad = runner.invoke(calibrate_app, ["calibrate", str(recorded), "--target", "lots"])
     assert bad.exit_code == 2 and "--target must be a number" in bad.output
