@@ -62,7 +62,8 @@ def test_the_runtime_warns_when_prices_changed_since_calibration(tmp_path: Path)
     with Runtime(ledger=tmp_path / "a.db", provider=ScriptedProvider(), router=path):
         pass  # the same prices: no warning (filterwarnings = error would fail this test)
     dearer = PriceBook({("openai", "gpt-4o-mini"): ModelPrices(
-        "openai", "gpt-4o-mini", Rates(Decimal("1.5"), Decimal("6"), Decimal("0.75"), Decimal("1.5")))})
-    with pytest.warns(RoutingWarning, match=r"tier 'fast': calibrated at gpt-4o-mini \$0.15/\$0.6 per Mtok, now"), \
+        "openai", "gpt-4o-mini", Rates(Decimal("0.2"), Decimal("0.8"), Decimal("0.1"), Decimal("0.2")))})
+    drift = r"tier 'fast': calibrated at gpt-4o-mini \$0.15/\$0.6 per Mtok, now gpt-4o-mini \$0.2/\$0.8"
+    with pytest.warns(RoutingWarning, match=drift), \
             Runtime(ledger=tmp_path / "b.db", provider=ScriptedProvider(), router=path, prices=dearer):
         pass
