@@ -35,8 +35,23 @@ class Budget(BaseModel):
     retry_usd: NonNegativeUSD | None = None
     depth: Count | None = None
 
-    if not TYPE_CHECKING:
-        # Hidden from the type checker so that the pydantic plugin keeps the typed signature.
+    if TYPE_CHECKING:
+        # What type checkers see: dollars may be written as strings ("2.50"), as the docs do.
+        def __init__(
+            self,
+            *,
+            usd: Decimal | str | int | float | None = None,
+            tokens: int | None = None,
+            steps: int | None = None,
+            tool_calls: int | None = None,
+            wall_seconds: float | None = None,
+            retries: int | None = None,
+            retry_usd: Decimal | str | int | float | None = None,
+            depth: int | None = None,
+        ) -> None: ...
+
+    else:
+
         def __init__(self, **data: Any) -> None:
             try:
                 super().__init__(**data)
