@@ -444,8 +444,9 @@ def test_plan_estimate_counts_the_expected_cache_read_of_a_shared_system_prompt(
     with Runtime(ledger=ledger_path, provider=ScriptedProvider(), planner=ThreeSteps()) as rt:
         plan = anyio.run(ThreeSteps().plan, "Study this.", None)  # type: ignore[arg-type]
         decisions = {s.id: rt.router.route(s) for s in plan.subtasks}
-        estimate = admit(rt.ledger, rt.prices, [], plan, decisions, LongBrief.instructions)
-        one = admit(rt.ledger, rt.prices, [], Plan(subtasks=plan.subtasks[:1]), decisions, LongBrief.instructions)
+        estimate = anyio.run(admit, rt.ledger, rt.prices, [], plan, decisions, LongBrief.instructions)
+        one = anyio.run(admit, rt.ledger, rt.prices, [], Plan(subtasks=plan.subtasks[:1]), decisions,
+                        LongBrief.instructions)
     assert estimate.low_usd is not None and one.low_usd is not None
     # Three deep calls, but the second and third read the ~2,400-token prompt at $0.30/MTok, not $3.
     assert estimate.low_usd < 2 * one.low_usd

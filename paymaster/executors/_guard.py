@@ -6,8 +6,10 @@ is made that every account of the task's chain cannot pay for.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -17,7 +19,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from .._money import fmt_usd, from_picos, to_picos
 from ..errors import ConfigurationError, MalformedResponseError, PaymasterError, ProviderError, ProviderTimeoutError
-from ..ledger import Alert, Charge, Ledger, Refusal, Reservation
+from ..ledger import Alert, Charge, Ledger, Refusal, Reservation, Totals
+from ..ledger._writer import wait
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
 from ..router import Tier, TierTable, same_model
@@ -25,6 +28,7 @@ from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, 
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
 from ._tools import Tool
+from ._waiting import Ticket, Waiters
 
 
 class BudgetStop(Exception):
@@ -63,9 +67,10 @@ def may_have_billed(exc: BaseException) -> bool:
 
 @dataclass
 class RunCharges:
-    """Tokens one task has used so far (money and call totals live in the ledger, summed at finish)."""
+    """What one task has used so far: tokens as the providers reported them, and the ledger totals."""
 
     usage: Usage = field(default_factory=Usage)
+    totals: Totals = field(default_factory=Totals)
 
 
 @dataclass
@@ -81,7 +86,7 @@ class CallContext:
     baseline: ModelPrices | None
     policies: Sequence[CapPolicy] = (CapPolicy.HALT,)
     approver: Approver | None = None
-    on_pause: Callable[[bool], None] | None = None
+    on_pause: Callable[[bool], object] | None = None
     cache: Cache | None = None
     agent_version: str = ""
 
@@ -108,6 +113,7 @@ class BudgetGuard:
         self.provider_for = provider_for
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.waiters = Waiters()
         # (provider, requested model) -> {model that served it: longest reply past max_tokens}
         self._served: dict[tuple[str, str], dict[str, int]] = ledger.served_models()
 
@@ -133,18 +139,44 @@ class BudgetGuard:
                 worst = max(worst, other.worst_case(bound_in, bound_out))
         return worst, bound_in + bound_out
 
-    def _remember(self, provider: str, requested: str, served: str, output_tokens: int) -> bool:
+    def _remember(self, ctx: CallContext, provider: str, requested: str, served: str, output_tokens: int) -> bool:
         """Note a surprising served model or reply length, durably; True when it is news."""
         seen = self._served.setdefault((provider, requested), {})
         if served in seen and seen[served] >= output_tokens:
             return False
         seen[served] = max(seen.get(served, 0), output_tokens)
-        self.ledger.remember_served(provider, requested, served, output_tokens)
+        self.ledger.watch(ctx.task_id, self.ledger.remember_served(provider, requested, served, output_tokens))
         return True
 
     def _alert(self, alert: Alert) -> None:
-        for listener in self.ledger.accounts.listeners:
-            listener(alert)
+        self.ledger.accounts.fire([alert])
+
+    def record(self, ctx: CallContext, step: dict[str, Any]) -> None:
+        """Queue a step that holds no reservation, and count it in the task's totals."""
+        ctx.charges.totals.add(step)
+        self.ledger.record_step_later(step)
+
+    def _settle(self, ctx: CallContext, reservation: Reservation, spent: Charge, step: dict[str, Any]) -> None:
+        """Queue a settlement (it needs no wait: a crash before it commits leaves the hold, closed at worst case).
+
+        Once committed, its alerts fire and calls waiting for room on its accounts are woken, on this loop.
+        """
+        ctx.charges.totals.add(step)
+        future = self.ledger.watch(ctx.task_id, self.ledger.accounts.settle_later(reservation, spent, step))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # another event loop: waiters find the room on their next re-check
+
+        def done(settled: Future[list[Alert]]) -> None:
+            loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
+
+        future.add_done_callback(done)
+
+    def _settled(self, accounts: Sequence[str], settled: Future[list[Alert]]) -> None:
+        self.waiters.notify(accounts)
+        if settled.exception() is None:
+            self.ledger.accounts.fire(settled.result())
 
     async def call(
         self,
@@ -164,7 +196,7 @@ class BudgetGuard:
             hit = await cache_lookup(ctx.cache, *cached)
             if hit is not None:
                 saved = to_picos(hit.cost_usd)
-                self.ledger.record_step({
+                self.record(ctx, {
                     "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": "cache_hit", "status": "ok",
                     "provider": "cache", "model": request.model, "tier": tier.name, "cost_picos": 0,
                     "saved_picos": saved, "note": describe_hit(hit), "created_at": time.time(),
@@ -246,7 +278,7 @@ class BudgetGuard:
                 sent = await self._send(ctx, provider, prices, tier, request, reservation, held, step)
                 return sent[0], adjusted, sent[1]
             reason = describe_refusal(reservation)
-            self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
+            self.record(ctx, {**step, "status": "refused", "error": reason, "cost_picos": 0})
             if reservation.dimension == "killed":
                 raise BudgetStop(reason, reservation)
             # Try the agent's policies in order; a policy that cannot help passes to the next.
@@ -278,31 +310,43 @@ class BudgetGuard:
 
     async def _reserve(
         self, ctx: CallContext, accounts: Sequence[str], held: Charge, kind: str, subtask_id: str | None,
-        provider: str, model: str, tier: str,
+        provider: str | None, model: str | None, tier: str | None,
     ) -> Reservation | Refusal:
         """Reserve; while the only obstacle is other calls' in-flight holds, wait for them to settle.
 
         Holding every call's worst case means a busy account can look full while
-        little is spent. Such a refusal is transient: the call waits (up to
-        ``budget_wait`` seconds) instead of failing, and still never overspends.
+        little is spent. Such a refusal is transient: the call waits its turn
+        (first come, first served per account, up to ``budget_wait`` seconds)
+        instead of failing, and still never overspends.
         """
         deadline = time.monotonic() + self.budget_wait
-        next_recovery = time.monotonic() + 1.0
-        pause = 0.005
-        while True:
-            reservation = self.ledger.reserve(
-                accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
-                provider=provider, model=model, tier=tier,
-            )
-            if not isinstance(reservation, Refusal) or not reservation.transient or time.monotonic() >= deadline:
-                return reservation
-            if time.monotonic() >= next_recovery:
-                # The holder may be a process that died mid-call: close its holds at their
-                # worst case rather than wait for them forever.
-                self.ledger.recover()
-                next_recovery = time.monotonic() + 2.0
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 0.25)
+        ticket: Ticket | None = None
+        try:
+            busy = self.waiters.busy(accounts) if self.budget_wait > 0 else None
+            if busy is not None:  # others already wait for room there: queue behind them
+                ticket = self.waiters.join(busy)
+                while not ticket.first and time.monotonic() < deadline:
+                    await ticket.wait(deadline)
+            while True:
+                reservation = await self.ledger.accounts.areserve(
+                    accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
+                    provider=provider, model=model, tier=tier,
+                )
+                if not isinstance(reservation, Refusal) or not reservation.transient:
+                    return reservation
+                if time.monotonic() >= deadline:
+                    return reservation
+                if ticket is None or ticket.account != reservation.account:
+                    if ticket is not None:
+                        ticket.leave()
+                    ticket = self.waiters.join(reservation.account)
+                if not await ticket.wait(deadline) and ticket.first:
+                    # Nothing settled here for a while: the holder may be a process that died
+                    # mid-call. Look (at most once per interval per process, off the loop).
+                    await self.ledger.arecover()
+        finally:
+            if ticket is not None:
+                ticket.leave()
 
     async def ask_approval(self, ctx: CallContext, refusal: Refusal, reason: str) -> bool:
         """Ask the approver for room on the refusing account; on yes, its cap grows by the shortfall."""
@@ -313,14 +357,18 @@ class BudgetGuard:
             dimension=refusal.dimension, cap=refusal.cap, used=refusal.used, needed=refusal.needed, reason=reason,
         )
         if ctx.on_pause is not None:
-            ctx.on_pause(True)
+            paused = ctx.on_pause(True)
+            if isinstance(paused, Future):  # the task shows as awaiting approval before anyone is asked
+                await wait(paused)
         try:
             approved = await ctx.approver(request)
         finally:
             if ctx.on_pause is not None:
                 ctx.on_pause(False)
         if approved:
-            self.ledger.accounts.raise_cap(refusal.account, refusal.dimension, request.shortfall)
+            await anyio.to_thread.run_sync(
+                self.ledger.accounts.raise_cap, refusal.account, refusal.dimension, request.shortfall
+            )
         return bool(approved)
 
     async def _send(
@@ -342,9 +390,9 @@ class BudgetGuard:
             billed = may_have_billed(exc)
             spent = held if billed else Charge(calls=1)  # an attempt counts as a call, paid or not
             error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
-            # The ledger write is synchronous, so a pending cancellation cannot cut it short.
-            self.ledger.settle(
-                reservation, spent,
+            # Queuing the settlement is synchronous, so a pending cancellation cannot cut it short.
+            self._settle(
+                ctx, reservation, spent,
                 {**step, "status": "unsettled" if billed else "error", "error": error,
                  "cost_picos": spent.picos, "latency_ms": latency,
                  "request_id": getattr(exc, "request_id", None),
@@ -364,7 +412,7 @@ class BudgetGuard:
             if served_prices is not None:
                 served_cost = served_prices.cost(usage)
                 pricier = cost is not None and served_cost > cost and not same_model(served, request.model)
-                if pricier and self._remember(tier.provider, request.model, served, 0):
+                if pricier and self._remember(ctx, tier.provider, request.model, served, 0):
                     alerts.append(Alert(
                         f"tier:{tier.name}", "model", 0.0, to_picos(served_cost), 0, kind="served_model",
                         message=f"tier {tier.name!r} asked {tier.provider} for {request.model} and was served "
@@ -377,7 +425,7 @@ class BudgetGuard:
                 # Nobody knows what the served model costs (a local server names its weights file, a
                 # gateway its own alias): price it as the model asked for, and say so once.
                 notes.append(f"served by {served}, whose price is unknown: priced as {request.model}")
-                if self._remember(tier.provider, request.model, served, 0):
+                if self._remember(ctx, tier.provider, request.model, served, 0):
                     alerts.append(Alert(
                         f"tier:{tier.name}", "model", 0.0, 0, 0, kind="served_model",
                         message=f"tier {tier.name!r} asked {tier.provider} for {request.model} and was served "
@@ -390,7 +438,7 @@ class BudgetGuard:
         if usage.output_tokens > request.max_tokens:
             notes.append(f"the provider returned {usage.output_tokens} output tokens, past max_tokens "
                          f"{request.max_tokens}")
-            if self._remember(tier.provider, request.model, served, usage.output_tokens):
+            if self._remember(ctx, tier.provider, request.model, served, usage.output_tokens):
                 alerts.append(Alert(
                     f"tier:{tier.name}", "tokens", 0.0, usage.output_tokens, request.max_tokens,
                     kind="max_tokens_ignored",
@@ -401,8 +449,8 @@ class BudgetGuard:
         if rejected:
             notes.append(f"tier {tier.name!r} does not accept {served}")
         baseline = ctx.baseline.cost(usage) if ctx.baseline is not None else None
-        self.ledger.settle(
-            reservation,
+        self._settle(
+            ctx, reservation,
             Charge(picos=cost_picos or 0, tokens=usage.total_tokens, calls=1),
             {
                 **step, "status": "ok", "latency_ms": latency, "note": "; ".join(notes) or None,
@@ -431,10 +479,10 @@ class BudgetGuard:
             "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": "tool", "provider": "tool",
             "model": tool.name, "reserved_picos": held.picos, "created_at": time.time(),
         }
-        reservation = self.ledger.reserve(ctx.accounts, held, task_id=ctx.task_id, kind="tool", subtask_id=subtask_id)
+        reservation = await self._reserve(ctx, ctx.accounts, held, "tool", subtask_id, "tool", tool.name, None)
         if isinstance(reservation, Refusal):
             reason = describe_refusal(reservation)
-            self.ledger.record_step({**step, "status": "refused", "error": reason, "cost_picos": 0})
+            self.record(ctx, {**step, "status": "refused", "error": reason, "cost_picos": 0})
             raise BudgetStop(reason, reservation)
         started = time.perf_counter()
         error: str | None = None
@@ -446,14 +494,15 @@ class BudgetGuard:
             result = f"error: {type(exc).__name__}: {exc}"
             status, error = "error", result
         except BaseException:
-            self.ledger.settle(
-                reservation, held, {**step, "status": "error", "error": "tool call cancelled", "cost_picos": held.picos}
+            self._settle(
+                ctx, reservation, held,
+                {**step, "status": "error", "error": "tool call cancelled", "cost_picos": held.picos},
             )
             raise
         else:
             status, error = "ok", None
-        self.ledger.settle(
-            reservation, held,
+        self._settle(
+            ctx, reservation, held,
             # baseline: the deepest tier would have called the same tool at the same price.
             {**step, "status": status, "error": error, "cost_picos": held.picos, "baseline_picos": held.picos,
              "latency_ms": (time.perf_counter() - started) * 1000},

@@ -11,6 +11,7 @@ from ._tables import (
     StepRecord,
     TaskRecord,
 )
+from ._tasks import Totals
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
@@ -29,6 +30,7 @@ __all__ = [
     "ServedModelRecord",
     "StepRecord",
     "TaskRecord",
+    "Totals",
     "new_task_id",
     "resolve_url",
 ]

@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,49 +140,102 @@ def insert_step(tx: Tx, step: Mapping[str, Any]) -> None:
     tx.execute(_INSERT_STEP, {**_STEP_DEFAULTS, **step})
 
 
+def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
+    """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
+    cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
+    vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
+    for account_id, caps in accounts.items():
+        c = caps or Caps()
+        update = (
+            "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS)
+            if caps is not None
+            else "DO NOTHING"
+        )
+        tx.execute(
+            f"INSERT INTO accounts (id, {cols}) VALUES (:id, {vals}) ON CONFLICT (id) {update}",
+            {"id": account_id, **{f"cap_{d}": getattr(c, d) for d in DIMENSIONS}},
+        )
+
+
+def reserve_tx(tx: Tx, ids: Sequence[str], held: Charge, where: Mapping[str, Any]) -> Reservation | Refusal:
+    """Hold ``held`` on every account of ``ids`` (sorted) or, refusing, on none."""
+    members, params = in_list("a", ids)
+    updated = tx.execute(
+        f"UPDATE accounts SET {_SET_HOLD} WHERE id IN {members} AND killed = 0 AND {_FITS}",
+        {**params, **_charge_params(held)},
+    ).rowcount
+    if updated != len(ids):
+        tx.abort()
+        return _why_refused(tx, ids, held)
+    tx.execute(_INSERT_RESERVATION, {**where, "accounts": "\n".join(ids), **_charge_params(held)})
+    return Reservation(str(where["id"]), tuple(ids), held)
+
+
+def settle_tx(
+    tx: Tx, reservation: Reservation, spent: Charge, step: Mapping[str, Any], thresholds: Sequence[float]
+) -> list[Alert]:
+    """Move a reservation to ``spent`` and write its step row; returns the alerts that fired."""
+    gone = tx.execute("DELETE FROM reservations WHERE id = :id", {"id": reservation.id}).rowcount
+    if gone != 1:
+        # Recovery judged this reservation stale and charged its worst case
+        # already; charging again would count the call twice.
+        late = "settled after recovery had closed it at its worst case; not charged again"
+        insert_step(tx, {**step, "note": late, "cost_picos": 0})
+        return []
+    rows = _move(tx, reservation.accounts, reservation.held, spent)
+    insert_step(tx, step)
+    return _alerts(tx, rows, spent, thresholds) if thresholds else []
+
+
 class Accounts:
-    """The per-call path over the ``accounts`` and ``reservations`` tables."""
+    """The per-call path over the ``accounts`` and ``reservations`` tables, run on the ledger's writer."""
 
     def __init__(self, sql: SqlRunner, alert_thresholds: Sequence[float] = (0.8,)) -> None:
         self._sql = sql
         self.alert_thresholds = tuple(sorted(alert_thresholds))
         self.listeners: list[Callable[[Alert], None]] = []
 
+    def fire(self, alerts: Iterable[Alert]) -> None:
+        """Hand alerts to every listener."""
+        for alert in alerts:
+            for listener in self.listeners:
+                listener(alert)
+
     # -- accounts ------------------------------------------------------------
 
     def ensure(self, accounts: Mapping[str, Caps | None]) -> None:
         """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
-        cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
-        vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
-        with self._sql.tx() as tx:
-            for account_id, caps in accounts.items():
-                c = caps or Caps()
-                update = (
-                    "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS)
-                    if caps is not None
-                    else "DO NOTHING"
-                )
-                tx.execute(
-                    f"INSERT INTO accounts (id, {cols}) VALUES (:id, {vals}) ON CONFLICT (id) {update}",
-                    {"id": account_id, **{f"cap_{d}": getattr(c, d) for d in DIMENSIONS}},
-                )
+        wanted = dict(accounts)
+        self._sql.call(lambda tx: ensure_tx(tx, wanted))
 
     def raise_cap(self, account_id: str, dimension: str, by: int) -> None:
         """Add ``by`` to an account's cap in ``dimension`` (an approval granting more room)."""
         column = {v: k for k, v in _UNIT.items()}[dimension]
-        with self._sql.tx() as tx:
-            tx.execute(f"UPDATE accounts SET cap_{column} = cap_{column} + :by WHERE id = :id",
-                       {"by": by, "id": account_id})
+        self._sql.call(lambda tx: tx.execute(
+            f"UPDATE accounts SET cap_{column} = cap_{column} + :by WHERE id = :id", {"by": by, "id": account_id}
+        ))
 
     def set_killed(self, account_ids: Iterable[str], killed: bool) -> None:
         """Set or clear the kill flag on accounts (creating them if needed)."""
         ids = list(account_ids)
-        self.ensure(dict.fromkeys(ids))
         members, params = in_list("a", ids)
-        with self._sql.tx() as tx:
+
+        def work(tx: Tx) -> None:
+            ensure_tx(tx, dict.fromkeys(ids))
             tx.execute(f"UPDATE accounts SET killed = :k WHERE id IN {members}", {"k": 1 if killed else 0, **params})
 
+        self._sql.call(work)
+
     # -- reserve and settle -----------------------------------------------------
+
+    def _where(self, task_id: str, kind: str, subtask_id: str | None, provider: str | None, model: str | None,
+               tier: str | None, ttl_seconds: float) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "id": uuid.uuid4().hex, "task_id": task_id, "kind": kind, "subtask_id": subtask_id, "provider": provider,
+            "model": model, "tier": tier, "host": HOST, "pid": os.getpid(), "created_at": now,
+            "expires_at": now + ttl_seconds,
+        }
 
     def reserve(
         self,
@@ -198,99 +252,36 @@ class Accounts:
     ) -> Reservation | Refusal:
         """Hold ``held`` on every account at once, or on none."""
         ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
-        members, params = in_list("a", ids)
-        now = time.time()
-        rid = uuid.uuid4().hex
-        with self._sql.tx() as tx:
-            updated = tx.execute(
-                f"UPDATE accounts SET {_SET_HOLD} WHERE id IN {members} AND killed = 0 AND {_FITS}",
-                {**params, **_charge_params(held)},
-            ).rowcount
-            if updated != len(ids):
-                tx.abort()
-                return self._why_refused(tx, ids, held)
-            tx.execute(
-                _INSERT_RESERVATION,
-                {
-                    "id": rid, "task_id": task_id, "accounts": "\n".join(ids), **_charge_params(held),
-                    "kind": kind, "subtask_id": subtask_id, "provider": provider, "model": model, "tier": tier,
-                    "host": HOST, "pid": os.getpid(), "created_at": now, "expires_at": now + ttl_seconds,
-                },
-            )
-        return Reservation(rid, tuple(ids), held)
+        where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
+        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where))
 
-    @staticmethod
-    def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
-        cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}, spent_{d}" for d in DIMENSIONS)
-        members, params = in_list("a", ids)
-        rows = tx.execute(f"SELECT id, killed, {cols} FROM accounts WHERE id IN {members}", params).fetchall()
-        missing = set(ids) - {r[0] for r in rows}
-        if missing:
-            raise LedgerError(f"budget account(s) {sorted(missing)} do not exist; they must be created before use")
-        for row in rows:
-            if row[1]:
-                return Refusal(row[0], "killed", 0, 0, 0)
-        found: list[Refusal] = []
-        for row in rows:
-            for i, d in enumerate(DIMENSIONS):
-                cap, used, spent, need = row[2 + 3 * i], row[3 + 3 * i], row[4 + 3 * i], getattr(held, d)
-                if cap is not None and used + need > cap:
-                    found.append(Refusal(row[0], _UNIT[d], int(cap), int(used), need, int(spent)))
-        if found:
-            # A cap that cannot fit even when nothing is in flight is the real reason; say that one.
-            return next((r for r in found if not r.transient), found[0])
-        raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
+    async def areserve(
+        self,
+        accounts: Sequence[str],
+        held: Charge,
+        *,
+        task_id: str,
+        kind: str,
+        subtask_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        tier: str | None = None,
+        ttl_seconds: float = RESERVATION_TTL_SECONDS,
+    ) -> Reservation | Refusal:
+        """``reserve`` without blocking the event loop; returns once the hold is committed (durable)."""
+        ids = sorted(set(accounts))
+        where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
+        return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where))
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
-        fired: list[Alert] = []
-        with self._sql.tx() as tx:
-            gone = tx.execute("DELETE FROM reservations WHERE id = :id", {"id": reservation.id}).rowcount
-            if gone != 1:
-                # Recovery judged this reservation stale and charged its worst case
-                # already; charging again would count the call twice.
-                late = "settled after recovery had closed it at its worst case; not charged again"
-                insert_step(tx, {**step, "note": late, "cost_picos": 0})
-                return
-            rows = self._move(tx, reservation.accounts, reservation.held, spent)
-            insert_step(tx, step)
-            if self.alert_thresholds:
-                fired = self._alerts(tx, rows, spent)
-        for alert in fired:
-            for listener in self.listeners:
-                listener(alert)
+        row, thresholds = dict(step), self.alert_thresholds
+        self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds)))
 
-    @staticmethod
-    def _move(tx: Tx, accounts: Sequence[str], held: Charge, spent: Charge) -> Sequence[Any]:
-        members, params = in_list("a", accounts)
-        params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
-        return tx.execute(
-            f"UPDATE accounts SET {_SET_SETTLE} WHERE id IN {members} RETURNING id, {_RETURN}",
-            {**params, **_charge_params(spent)},
-        ).fetchall()
-
-    def _alerts(self, tx: Tx, rows: Sequence[Any], spent: Charge) -> list[Alert]:
-        fired: list[Alert] = []
-        for row in rows:
-            for i, d in enumerate(DIMENSIONS):
-                now_spent, cap = row[1 + 2 * i], row[2 + 2 * i]
-                delta = getattr(spent, d)
-                if cap is None or cap <= 0 or delta <= 0:
-                    continue
-                before = now_spent - delta
-                for threshold in self.alert_thresholds:
-                    if before < threshold * cap <= now_spent:
-                        inserted = tx.execute(
-                            "INSERT INTO alerts (account, dimension, threshold, spent, cap, created_at)"
-                            " VALUES (:a, :d, :t, :s, :c, :at) ON CONFLICT DO NOTHING",
-                            {"a": row[0], "d": _UNIT[d], "t": threshold, "s": now_spent, "c": cap, "at": time.time()},
-                        ).rowcount
-                        if inserted == 1:
-                            fired.append(Alert(
-                                row[0], _UNIT[d], threshold, int(now_spent), int(cap),
-                                message=f"{row[0]} has used {threshold:.0%} of its {_UNIT[d]} cap",
-                            ))
-        return fired
+    def settle_later(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> Future[list[Alert]]:
+        """Queue a settlement; the future gives the alerts it fired once it is committed."""
+        row, thresholds = dict(step), self.alert_thresholds
+        return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds))
 
     # -- recovery -----------------------------------------------------------------
 
@@ -301,32 +292,89 @@ class Accounts:
         as spent and a step row of status ``unsettled`` says so: spend can be
         over-stated, never under-stated. Returns the ids of the tasks affected.
         """
-        now = time.time() if now is None else now
-        with self._sql.tx() as tx:
-            rows = tx.execute(
-                "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
-                " model, tier, host, pid, created_at, expires_at FROM reservations"
-            ).fetchall()
-        stale = [r for r in rows if r[15] < now or (r[12] == HOST and r[13] != os.getpid() and not pid_alive(r[13]))]
-        tasks: list[str] = []
-        for r in stale:
-            held = Charge(picos=r[3], tokens=r[4], calls=r[5], tool_calls=r[6])
-            why = "its process died mid-call" if r[15] >= now else "it outlived its time limit"
-            with self._sql.tx() as tx:
-                if tx.execute("DELETE FROM reservations WHERE id = :id", {"id": r[0]}).rowcount != 1:
-                    continue  # another process recovered it first
-                self._move(tx, r[2].split("\n"), held, held)
-                insert_step(tx, {
-                    "task_id": r[1], "subtask_id": r[8], "kind": r[7], "status": "unsettled", "provider": r[9],
-                    "model": r[10], "tier": r[11], "cost_picos": held.picos, "reserved_picos": held.picos,
-                    "created_at": time.time(),
-                    "note": (
-                        f"reservation closed at its worst case because {why} (pid {r[13]} on {r[12]}); "
-                        "the provider may have billed the call"
-                    ),
-                })
-            tasks.append(r[1])
-        return tasks
+        return self._sql.call(lambda tx: recover_tx(tx, time.time() if now is None else now))
+
+
+def recover_tx(tx: Tx, now: float) -> list[str]:
+    """Close every stale reservation at its worst case, in one transaction; the ids of the tasks affected."""
+    rows = tx.execute(
+        "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
+        " model, tier, host, pid, created_at, expires_at FROM reservations"
+    ).fetchall()
+    stale = [r for r in rows if r[15] < now or (r[12] == HOST and r[13] != os.getpid() and not pid_alive(r[13]))]
+    tasks: list[str] = []
+    for r in stale:
+        held = Charge(picos=r[3], tokens=r[4], calls=r[5], tool_calls=r[6])
+        why = "its process died mid-call" if r[15] >= now else "it outlived its time limit"
+        if tx.execute("DELETE FROM reservations WHERE id = :id", {"id": r[0]}).rowcount != 1:
+            continue  # another process recovered it first
+        _move(tx, r[2].split("\n"), held, held)
+        insert_step(tx, {
+            "task_id": r[1], "subtask_id": r[8], "kind": r[7], "status": "unsettled", "provider": r[9],
+            "model": r[10], "tier": r[11], "cost_picos": held.picos, "reserved_picos": held.picos,
+            "created_at": time.time(),
+            "note": (
+                f"reservation closed at its worst case because {why} (pid {r[13]} on {r[12]}); "
+                "the provider may have billed the call"
+            ),
+        })
+        tasks.append(r[1])
+    return tasks
+
+
+def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
+    cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}, spent_{d}" for d in DIMENSIONS)
+    members, params = in_list("a", ids)
+    rows = tx.execute(f"SELECT id, killed, {cols} FROM accounts WHERE id IN {members}", params).fetchall()
+    missing = set(ids) - {r[0] for r in rows}
+    if missing:
+        raise LedgerError(f"budget account(s) {sorted(missing)} do not exist; they must be created before use")
+    for row in rows:
+        if row[1]:
+            return Refusal(row[0], "killed", 0, 0, 0)
+    found: list[Refusal] = []
+    for row in rows:
+        for i, d in enumerate(DIMENSIONS):
+            cap, used, spent, need = row[2 + 3 * i], row[3 + 3 * i], row[4 + 3 * i], getattr(held, d)
+            if cap is not None and used + need > cap:
+                found.append(Refusal(row[0], _UNIT[d], int(cap), int(used), need, int(spent)))
+    if found:
+        # A cap that cannot fit even when nothing is in flight is the real reason; say that one.
+        return next((r for r in found if not r.transient), found[0])
+    raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
+
+
+def _move(tx: Tx, accounts: Sequence[str], held: Charge, spent: Charge) -> Sequence[Any]:
+    members, params = in_list("a", accounts)
+    params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
+    return tx.execute(
+        f"UPDATE accounts SET {_SET_SETTLE} WHERE id IN {members} RETURNING id, {_RETURN}",
+        {**params, **_charge_params(spent)},
+    ).fetchall()
+
+
+def _alerts(tx: Tx, rows: Sequence[Any], spent: Charge, thresholds: Sequence[float]) -> list[Alert]:
+    fired: list[Alert] = []
+    for row in rows:
+        for i, d in enumerate(DIMENSIONS):
+            now_spent, cap = row[1 + 2 * i], row[2 + 2 * i]
+            delta = getattr(spent, d)
+            if cap is None or cap <= 0 or delta <= 0:
+                continue
+            before = now_spent - delta
+            for threshold in thresholds:
+                if before < threshold * cap <= now_spent:
+                    inserted = tx.execute(
+                        "INSERT INTO alerts (account, dimension, threshold, spent, cap, created_at)"
+                        " VALUES (:a, :d, :t, :s, :c, :at) ON CONFLICT DO NOTHING",
+                        {"a": row[0], "d": _UNIT[d], "t": threshold, "s": now_spent, "c": cap, "at": time.time()},
+                    ).rowcount
+                    if inserted == 1:
+                        fired.append(Alert(
+                            row[0], _UNIT[d], threshold, int(now_spent), int(cap),
+                            message=f"{row[0]} has used {threshold:.0%} of its {_UNIT[d]} cap",
+                        ))
+    return fired
 
 
 def _charge_params(c: Charge) -> dict[str, int]:

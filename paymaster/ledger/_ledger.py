@@ -10,20 +10,26 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
-from ._accounts import HOST, Accounts, Charge, Refusal, Reservation, insert_step, pid_alive
+from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step, pid_alive
 from ._paths import check_ledger_path
-from ._sql import SqlRunner, sqlite_pragmas
+from ._sql import SqlRunner, Tx, sqlite_pragmas
 from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
+from ._tasks import Totals, insert_task_tx, update_task_tx
 
+T = TypeVar("T")
+_UNSET = object()
+RECOVERY_INTERVAL_SECONDS = 2.0  # how often a waiting process may look for a dead peer's holds
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
 LEDGER_ENV = "PAYMASTER_LEDGER"
 
@@ -72,6 +78,9 @@ class Ledger:
         self._reservations = ReservationRecord.__table__  # type: ignore[attr-defined]
         self.sql = SqlRunner(self.engine)
         self.accounts = Accounts(self.sql)
+        self._ensured: dict[str, object] = {}
+        self._failures: dict[str, BaseException] = {}
+        self._next_recovery = 0.0
 
     def _check_schema(self) -> None:
         """Refuse a ledger written by an older schema, rather than fail mid-task on a missing column."""
@@ -246,29 +255,80 @@ class Ledger:
 
     def served_models(self) -> dict[tuple[str, str], dict[str, int]]:
         """What each requested model has been seen served as: (provider, requested) -> {served: max output}."""
-        with self.sql.tx() as tx:
-            rows = tx.execute("SELECT provider, requested, served, max_output_tokens FROM served_models").fetchall()
-            tx.abort()
+        rows = self.sql.call(lambda tx: list(tx.execute(
+            "SELECT provider, requested, served, max_output_tokens FROM served_models"
+        ).fetchall()))
         found: dict[tuple[str, str], dict[str, int]] = {}
         for provider, requested, served, max_output in rows:
             found.setdefault((provider, requested), {})[served] = int(max_output)
         return found
 
-    def remember_served(self, provider: str, requested: str, served: str, output_tokens: int) -> None:
+    def remember_served(self, provider: str, requested: str, served: str, output_tokens: int) -> Future[Any]:
         """Durably note that ``served`` answered a request for ``requested`` with ``output_tokens`` of output."""
-        with self.sql.tx() as tx:
-            tx.execute(
-                "INSERT INTO served_models (provider, requested, served, max_output_tokens, first_seen)"
-                " VALUES (:p, :r, :s, :o, :t) ON CONFLICT (provider, requested, served) DO UPDATE SET"
-                " max_output_tokens = CASE WHEN excluded.max_output_tokens > served_models.max_output_tokens"
-                " THEN excluded.max_output_tokens ELSE served_models.max_output_tokens END",
-                {"p": provider, "r": requested, "s": served, "o": output_tokens, "t": time.time()},
-            )
+        params = {"p": provider, "r": requested, "s": served, "o": output_tokens, "t": time.time()}
+        return self.sql.submit(lambda tx: tx.execute(
+            "INSERT INTO served_models (provider, requested, served, max_output_tokens, first_seen)"
+            " VALUES (:p, :r, :s, :o, :t) ON CONFLICT (provider, requested, served) DO UPDATE SET"
+            " max_output_tokens = CASE WHEN excluded.max_output_tokens > served_models.max_output_tokens"
+            " THEN excluded.max_output_tokens ELSE served_models.max_output_tokens END",
+            params,
+        ))
 
     def record_step(self, step: Mapping[str, Any]) -> None:
         """Write a step that holds no reservation (a refusal, a free tool call, a cache hit)."""
-        with self.sql.tx() as tx:
-            insert_step(tx, step)
+        row = dict(step)
+        self.sql.call(lambda tx: insert_step(tx, row))
+
+    # -- the lean per-task path (used by the runtime; never blocks the event loop) ---------
+
+    def open_task_later(self, record: TaskRecord, accounts: Mapping[str, Caps | None]) -> Future[None]:
+        """Queue a new task row and the accounts it needs; later work on the task is queued behind it."""
+        # Shared accounts need creating (or their caps setting) once per process, not once per task.
+        fresh = {a: c for a, c in accounts.items() if self._ensured.get(a, _UNSET) != c}
+        self._ensured.update(fresh)
+
+        def work(tx: Tx) -> None:
+            insert_task_tx(tx, record)
+            ensure_tx(tx, fresh)
+
+        return self.watch(record.id, self.sql.submit(work))
+
+    def update_task_later(self, task_id: str, **values: Any) -> Future[None]:
+        """Queue an update of a task row (its plan, its status while it waits for approval)."""
+        return self.watch(task_id, self.sql.submit(lambda tx: update_task_tx(tx, task_id, values)))
+
+    def record_step_later(self, step: Mapping[str, Any]) -> Future[None]:
+        """Queue a step that holds no reservation (a refusal, a free tool call, a cache hit)."""
+        row = dict(step)
+        return self.watch(str(row["task_id"]), self.sql.submit(lambda tx: insert_step(tx, row)))
+
+    def watch(self, task_id: str, future: Future[T]) -> Future[T]:
+        """Remember a queued write's failure against its task, to report when the task finishes."""
+
+        def check(done: Future[T]) -> None:
+            error = done.exception()
+            if error is not None:
+                self._failures.setdefault(task_id, error)
+
+        future.add_done_callback(check)
+        return future
+
+    async def afinish_task(self, task_id: str, totals: Totals, **values: Any) -> None:
+        """Close a task with its status, outcome and totals; returns once that is committed."""
+        row = {**values, **totals.as_row(), "finished_at": time.time()}
+        await self.sql.run(lambda tx: update_task_tx(tx, task_id, row))
+        failure = self._failures.pop(task_id, None)
+        if failure is not None:
+            raise LedgerError(f"the ledger lost a write of task {task_id}: {failure}") from failure
+
+    async def arecover(self) -> list[str]:
+        """``recover`` off the event loop, at most once per interval per process (for waiting calls)."""
+        now = time.monotonic()
+        if now < self._next_recovery:
+            return []
+        self._next_recovery = now + RECOVERY_INTERVAL_SECONDS
+        return await anyio.to_thread.run_sync(self.recover)
+
 
 def new_task_id() -> str:
     """A fresh, sortable-enough task id."""

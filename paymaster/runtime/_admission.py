@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, text
-
 from .._money import fmt_usd, from_picos, to_picos
 from ..executors import BudgetGuard, BudgetStop, CallContext, CapPolicy
 from ..ledger import Ledger, Refusal
+from ..ledger._sql import in_list
 from ..planners import Plan
 from ..pricing import PriceBook, expected_cost, prefix_tokens
 from ..pricing._tokens import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS
@@ -40,22 +39,23 @@ class Estimate:
                 (("low_usd", self.low_usd), ("high_usd", self.high_usd), ("left_usd", self.left_usd))}
 
 
-def _tightest(ledger: Ledger, accounts: Sequence[str]) -> tuple[str, int, int] | None:
+async def _tightest(ledger: Ledger, accounts: Sequence[str]) -> tuple[str, int, int] | None:
     """The capped account with the least room: its id, cap and what is spent or reserved."""
-    stmt = text(
+    if not accounts:
+        return None
+    members, params = in_list("a", list(accounts))
+    sql = (
         "SELECT id, cap_picos, spent_picos + reserved_picos FROM accounts"
-        " WHERE id IN :ids AND cap_picos IS NOT NULL"
-    ).bindparams(bindparam("ids", expanding=True))
-    with ledger.engine.connect() as conn:
-        rows = conn.execute(stmt, {"ids": list(accounts)}).all()
-        conn.rollback()
+        f" WHERE id IN {members} AND cap_picos IS NOT NULL"
+    )
+    rows = await ledger.sql.run(lambda tx: list(tx.execute(sql, params).fetchall()))
     if not rows:
         return None
     account, cap, used = min(rows, key=lambda r: int(r[1]) - int(r[2]))
     return str(account), int(cap), int(used)
 
 
-def admit(
+async def admit(
     ledger: Ledger,
     prices: PriceBook,
     accounts: Sequence[str],
@@ -91,7 +91,8 @@ def admit(
             cached.add(key)
             low += expected_cost(model_prices, request, cache_write_tokens=prefix, output_tokens=1)
         high += model_prices.worst_case(bound, tier.max_tokens)
-    tight = _tightest(ledger, accounts)
+    # A one-call plan is checked exactly by its call's reservation: no read needed.
+    tight = await _tightest(ledger, accounts) if len(plan.subtasks) > 1 else None
     if tight is None:
         return Estimate(low if known else None, high if known else None, None, None, None)
     account, cap, used = tight
@@ -127,7 +128,7 @@ async def enforce_admission(
             return
     elif policies - {CapPolicy.HALT}:
         return  # downgrade and truncate adapt each call as it comes
-    ledger.record_step({
+    guard.record(ctx, {
         "task_id": ctx.task_id, "kind": "plan", "status": "refused", "error": estimate.refusal,
         "cost_picos": 0, "reserved_picos": needed, "created_at": time.time(), "note": "plan admission",
     })

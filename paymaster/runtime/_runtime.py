@@ -195,7 +195,7 @@ class Runtime:
             retry_account=f"task:{task.id}:retries", charges=RunCharges(), baseline=baseline,
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
             cache=self.cache if agent.cacheable else None, agent_version=agent.version,
-            on_pause=lambda paused: self.ledger.update_task(
+            on_pause=lambda paused: self.ledger.update_task_later(
                 task.id, status="awaiting_approval" if paused else "running"
             ),
         )
@@ -211,8 +211,9 @@ class Runtime:
                     raise BudgetStop(f"depth cap reached: sub-agents may nest {running.max_depth} deep")
                 plan = await self._plan(task, agent, instance, ctx)
                 decisions = {s.id: self.router.route(s, agent.routes) for s in plan.subtasks}
-                estimate = admit(self.ledger, self.prices, running.accounts, plan, decisions, instance.instructions)
-                self.ledger.update_task(task.id, plan=plan_record(plan, decisions, estimate.as_record()))
+                estimate = await admit(self.ledger, self.prices, running.accounts, plan, decisions,
+                                       instance.instructions)
+                self.ledger.update_task_later(task.id, plan=plan_record(plan, decisions, estimate.as_record()))
                 policies = {CapPolicy(p) for p in agent.on_cap}
                 await enforce_admission(self.ledger, self._guard, ctx, plan, estimate, policies)
                 tools = [t for t in agent.tools if isinstance(t, Tool)]
@@ -234,16 +235,18 @@ class Runtime:
             status, stop_reason = TaskStatus.MODEL_REJECTED, rejected.reason
         except PlanInvalid as invalid:
             status, stop_reason = TaskStatus.PLAN_INVALID, invalid.reason
-            self.ledger.update_task(task.id, plan={"invalid": invalid.reason, "raw": invalid.raw})
+            self.ledger.update_task_later(task.id, plan={"invalid": invalid.reason, "raw": invalid.raw})
         except PaymasterError as exc:
             status, stop_reason = TaskStatus.FAILED, f"{type(exc).__name__}: {exc}"
         except BaseException as exc:
             # A bug in agent code or a cancellation from outside: close the task as
             # failed so the ledger keeps what was spent, then let the exception through.
-            self.ledger.finish_task(
-                task.id, status=TaskStatus.FAILED.value, stop_reason=f"{type(exc).__name__}: {exc}",
-                output=aggregate(plan, outputs) if plan is not None else "", success=False,
-            )
+            with anyio.CancelScope(shield=True):
+                await self.ledger.afinish_task(
+                    task.id, ctx.charges.totals, status=TaskStatus.FAILED.value,
+                    stop_reason=f"{type(exc).__name__}: {exc}",
+                    output=aggregate(plan, outputs) if plan is not None else "", success=False,
+                )
             raise
         finally:
             self._running.pop(task.id, None)
@@ -253,16 +256,17 @@ class Runtime:
         else:  # a stop part-way: whatever the finished subtasks produced
             output = aggregate(plan, outputs) if plan is not None else ""
         success = instance.evaluate(output) if status is TaskStatus.SUCCEEDED else False
-        record = self.ledger.finish_task(
-            task.id, status=status.value, stop_reason=stop_reason, output=output, success=success
+        totals = ctx.charges.totals
+        await self.ledger.afinish_task(
+            task.id, totals, status=status.value, stop_reason=stop_reason, output=output, success=success
         )
         return Outcome(
             task_id=task.id, agent=task.agent, tenant=task.tenant, status=status, output=output,
             success=success, stop_reason=stop_reason,
-            cost_usd=None if record.unpriced_calls else from_picos(record.cost_picos),
-            baseline_usd=None if baseline is None or record.unpriced_calls else from_picos(record.baseline_picos),
-            usage=ctx.charges.usage, calls=record.calls, cache_hits=record.cache_hits,
-            cache_saved_usd=from_picos(record.saved_picos),
+            cost_usd=None if totals.unpriced_calls else from_picos(totals.cost_picos),
+            baseline_usd=None if baseline is None or totals.unpriced_calls else from_picos(totals.baseline_picos),
+            usage=ctx.charges.usage, calls=totals.calls, cache_hits=totals.cache_hits,
+            cache_saved_usd=from_picos(totals.saved_picos),
         )
 
     def run_sync(
@@ -312,15 +316,15 @@ class Runtime:
         depth = 0 if parent is None else parent.depth + 1
         inherited = () if parent is None else parent.accounts
         caps = [b for b in (task.budget.depth, None if parent is None else parent.max_depth) if b is not None]
-        self.ledger.open_task(
+        self.ledger.open_task_later(
             TaskRecord(
                 id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
                 tags=task.tags, budget=task.budget.model_dump(mode="json", exclude_none=True),
                 input_preview=task.input[:500], created_at=time.time(), depth=depth,
                 parent_id=None if parent is None else parent.task.id, owner=f"{HOST}:{os.getpid()}",
-            )
+            ),
+            {**own, **chain},
         )
-        self.ledger.accounts.ensure({**own, **chain})
         accounts = tuple(dict.fromkeys([f"task:{task.id}", *inherited, *chain]))
         return _Running(task=task, depth=depth, accounts=accounts, max_depth=min(caps) if caps else None)
 
