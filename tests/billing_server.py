@@ -174,11 +174,12 @@ class Exchange:
 class _Plan:
     """What the handler does with one request, decided under the server's lock."""
 
-    exchange: Exchange
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: Drop | None = None
+    latency: float = 0.0
+    exchange: Exchange | None = None
 
 
 class BillingServer:
@@ -209,7 +210,7 @@ class BillingServer:
         self._exchanges: list[Exchange] = []
         self.errors: list[str] = []
         self._random = random.Random(seed)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a decide() or reply() may read the bill
         self._stopping = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.billing = self
@@ -282,7 +283,7 @@ class BillingServer:
     # -- the server's side of one request --------------------------------------------------------
 
     def plan(self, wire: Wire, body: Mapping[str, Any]) -> _Plan:
-        """Decide the answer to one request, and bill it when a real provider would."""
+        """Decide the answer to one request, and bill it when a real provider would (the handler calls this)."""
         with self._lock:
             number = len(self._exchanges) + 1
             request_id = f"req_{wire[:2]}{number:06d}"
@@ -295,18 +296,23 @@ class BillingServer:
             headers = {"x-request-id" if wire == "openai" else "request-id": request_id}
             served = fault.serve or self.swap.get(call.model, call.model)
             price = self.price_of(served)
+
+            def log(plan: _Plan, outcome: str, billed: bool) -> _Plan:
+                exchange = Exchange(number, wire, call.model, request_id, outcome, billed, delay)
+                plan.latency, plan.exchange = delay, exchange
+                self._exchanges.append(exchange)
+                return plan
+
             if fault.drop == "before_request":
-                return self._log(_Plan(Exchange(number, wire, call.model, request_id, "drop:before_request", False,
-                                                delay), drop="before_request"))  # fmt: skip
+                return log(_Plan(drop="before_request"), "drop:before_request", billed=False)
             if fault.status is None and price is None and served != call.model:
                 self.errors.append(f"no price for the served model {served!r}")  # a test's own mistake
             if fault.status is not None or price is None:
-                status = fault.status or 404
+                status = fault.status or 404  # a model with no price is one the "provider" does not have
                 if fault.retry_after is not None:
                     headers["retry-after"] = f"{fault.retry_after:g}"
-                data = error_body(wire, status, served)
-                exchange = Exchange(number, wire, call.model, request_id, f"status:{status}", False, delay)
-                return self._log(_Plan(exchange, status, json.dumps(data).encode(), headers))
+                data = json.dumps(error_body(wire, status, served)).encode()
+                return log(_Plan(status, data, headers), f"status:{status}", billed=False)
             total = min(self.input_tokens(call.prompt_bytes), call.prompt_bytes)
             read = min(fault.cache_read_tokens, total)
             write = min(fault.cache_write_tokens, total - read)
@@ -317,16 +323,11 @@ class BillingServer:
             line = BillLine(number, wire, call.model, served, total, output, read, write, cost, request_id)
             self._bill.append(line)
             text = self.reply(call) if callable(self.reply) else self.reply
-            data = answer(wire, body, served, text, line, omit_usage=fault.omit_usage)
-            payload = b'{"id": "chatcmpl-1", "choices": [{"mess' if fault.malformed else json.dumps(data).encode()
+            data = json.dumps(answer(wire, body, served, text, line, omit_usage=fault.omit_usage)).encode()
+            if fault.malformed:
+                data = b'{"id": "chatcmpl-1", "choices": [{"mess'
             outcome = f"drop:{fault.drop}" if fault.drop else "malformed" if fault.malformed else "ok"
-            return self._log(_Plan(Exchange(number, wire, call.model, request_id, outcome, True, delay), 200, payload,
-                                   headers, fault.drop))  # fmt: skip
-
-    def _log(self, plan: _Plan) -> _Plan:
-        self._exchanges.append(plan.exchange)
-        return plan
-
+            return log(_Plan(200, data, headers, fault.drop), outcome, billed=True)
 
 def _draw(latency: Latency, rng: random.Random) -> float:
     if isinstance(latency, tuple):
@@ -370,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return
-        if plan.exchange.latency and billing._stopping.wait(plan.exchange.latency):
+        if plan.latency and billing._stopping.wait(plan.latency):
             return
         if plan.drop == "after_request":
             self._hang_up()

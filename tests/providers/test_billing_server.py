@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import anyio
 import pytest
 from billing_server import BillingServer, Fault, Price
 
@@ -204,7 +205,7 @@ def test_latency_ranges_are_drawn_from_the_seed() -> None:
     def delays(seed: int) -> list[float]:
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
         with BillingServer(PRICES, latency=(0.0, 0.002), seed=seed) as srv:
-            return [srv.plan("openai", body).exchange.latency for _ in range(5)]
+            return [srv.plan("openai", body).latency for _ in range(5)]
 
     assert delays(1) == delays(1) != delays(2)
     assert all(0.0 <= d <= 0.002 for d in delays(3))
@@ -217,7 +218,7 @@ def test_input_tokens_never_exceed_the_prompt_bytes() -> None:
     with BillingServer(PRICES, input_tokens=lambda n: 2 * n + 10) as greedy:
         plan = greedy.plan("anthropic", body)
     assert greedy.bill[0].input_tokens == len(b"sys" + "héllo".encode() + b"ok") == 11
-    assert plan.exchange.billed
+    assert plan.exchange is not None and plan.exchange.billed
 
 
 async def test_a_forced_tool_is_answered_with_that_tool(billing: BillingServer) -> None:
@@ -232,3 +233,31 @@ async def test_a_forced_tool_is_answered_with_that_tool(billing: BillingServer) 
     finally:
         await provider.aclose()
     assert response.text == '{"answer": 42}'
+
+
+async def test_concurrent_calls_with_mixed_faults_are_each_billed_at_most_once(setup: Setup) -> None:
+    faults = [Fault(), Fault(drop="after_request"), Fault(drop="before_request"), Fault(status=429),
+              Fault(serve=PRICEY[setup.wire]), Fault(omit_usage=True), Fault(drop="mid_body")]  # fmt: skip
+    setup.server.latency = (0.0, 0.02)
+    setup.server.decide = lambda call: faults[call.number % len(faults)]
+    responses: list[object] = []
+    failures: list[ProviderError] = []
+
+    async def one() -> None:
+        try:
+            responses.append(await setup.call())
+        except ProviderError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(28):
+            tg.start_soon(one)
+    exchanges, bill = setup.server.exchanges, setup.server.bill
+    assert len(exchanges) == 28 and len(bill) == sum(e.billed for e in exchanges) == 20
+    by_id = {line.request_id: line for line in bill}
+    for response in responses:  # every answer the client saw was billed, at the usage it reported
+        line = by_id[response.request_id]  # type: ignore[attr-defined]
+        assert (line.served_model, line.output_tokens) == (response.model, response.usage.output_tokens)  # type: ignore[attr-defined]
+    assert len(responses) == 8 and len(failures) == 20
+    # What the client may not count as billed was never billed by the server.
+    assert sum(not f.billable for f in failures) == 4 == sum(e.outcome == "status:429" for e in exchanges)
