@@ -51,10 +51,10 @@ from paymaster.evals import (  # noqa: E402
     single,
 )
 from paymaster.evals._cascade import apply_routed_cascade  # noqa: E402
-from paymaster.evals._knn import score_embeddings  # noqa: E402
 from paymaster.evals._predict import calibrate_utility, replay  # noqa: E402
 from paymaster.evals._routerbench import load_routerbench, routerbench_files  # noqa: E402
 from paymaster.providers._replay import tier_name  # noqa: E402
+from paymaster.router._knn import score_embeddings  # noqa: E402
 from paymaster.router._score import LengthScorerSpec  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "routerbench"

@@ -37,9 +37,9 @@ from paymaster.evals import (  # noqa: E402
     make_embedder,
     single,
 )
-from paymaster.evals._knn import score_embeddings  # noqa: E402
 from paymaster.evals._predict import calibrate_utility, replay  # noqa: E402
 from paymaster.evals._routerbench import load_routerbench, routerbench_files  # noqa: E402
+from paymaster.router._knn import score_embeddings  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "routerbench"
 CACHE = REPO / "bench" / ".cache" / "routerbench"

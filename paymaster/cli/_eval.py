@@ -21,14 +21,14 @@ from ..evals._golden import GoldenItem, load_golden
 from ..evals._metrics import summarise
 from ..evals._objective import Objective
 from ..evals._plot import curve_points, plot_cost_quality
-from ..evals._record import calibrate_file, record_tiers
+from ..evals._record import calibrate_file, calibrate_policy_file, record_tiers
 from ..evals._run import EvalReport, ItemResult, run_golden
 from ..evals._tables import failures_table, selection_table, split_table, summary_table
 from ..providers._replay import RecordedPrompt, ReplayProvider, dump_recordings
 from ..providers._scripted import ScriptedProvider
 from ..providers._types import Provider
+from ..router._policy import load_router
 from ..router._prices import RoutingWarning
-from ..router._score import ScoreRouter
 from ..runtime import Agent, Budget, Runtime
 from ..runtime._config import Settings
 from ._tables import make_console
@@ -77,7 +77,7 @@ def _runtime(
         raise _Usage(f"--provider must be 'scripted' or 'replay', got {provider!r}")
     if router is not None:
         try:
-            runtime.router = ScoreRouter.from_file(router, runtime.tiers)
+            runtime.router = load_router(router, runtime.tiers, prices=runtime.prices)
         except PaymasterError:
             runtime.close()  # the ledger was opened for nothing
             raise
@@ -160,7 +160,7 @@ def eval_command(
     "scripted",
     replay: Annotated[Path | None, typer.Option(help="Replay file of recorded model outcomes; implies "
                                                      "--provider replay, one tier per recorded model.")] = None,
-    router: Annotated[Path | None, typer.Option(help="Thresholds file from calibration: route in score mode.")] =
+    router: Annotated[Path | None, typer.Option(help="Thresholds or policy file from paymaster calibrate.")] =
     None,
     config: Annotated[Path | None, typer.Option(help="Runtime config TOML (tiers, routes, prices).")] = None,
     ledger: Annotated[str | None, typer.Option("--ledger", "-l", help="Ledger URL or SQLite path "
@@ -233,8 +233,13 @@ def calibrate_command(
                                               "0 compares point estimates only.", min=0, max=0.5)] = 0.1,
     config: Annotated[Path | None, typer.Option(help="Runtime config TOML whose tiers and prices order the tiers "
                                                      "(default: the default tiers and price book).")] = None,
+    router: Annotated[str, typer.Option(help="score (thresholds on a difficulty score), utility (the best tier or "
+                                             "cascade per prompt) or cascade (one cascade for all).")] = "score",
 ) -> None:
-    """Sweep score-router thresholds on recorded outcomes and write the thresholds file the router loads."""
+    """Calibrate a router on recorded outcomes; write the file Runtime(router=...) loads."""
+    if router in ("utility", "cascade"):
+        _calibrate_policy(records, out, target, objective, reference, embedder, tiers, delta, config, router)
+        return
     try:
         if objective not in ("quality", "cost"):
             raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
@@ -261,7 +266,7 @@ def calibrate_command(
     console.print(split_table(rows, title=f"Calibration on {records.name} (leave-one-out for knn)", label="policy",
                               share=False))
     console.print(calibration.describe(), soft_wrap=True)
-    console.print(f"Thresholds written to {written}; load them with ScoreRouter.from_file({str(written)!r}, tiers)")
+    console.print(f"Thresholds written to {written}; load them with Runtime(router={str(written)!r})")
     if plot is not None:
         scale = float(ref.summary.cost_usd or 1)
         singles = {t: (float(s.cost_usd or 0) / scale, s.accuracy) for t, s in rows[:-1]}
@@ -270,3 +275,37 @@ def calibrate_command(
                           chosen={"chosen": (float(chosen.cost_usd or 0) / scale, chosen.accuracy)},
                           title=f"Calibration on {records.name}", reference=ref.name)
         console.print(f"Cost-quality curve drawn to {plot}")
+
+
+def _calibrate_policy(
+    records: Path, out: Path, target: str, objective: str, reference: str | None, embedder: str, tiers: str | None,
+    delta: float, config: Path | None, router: str,
+) -> None:
+    """``paymaster calibrate --router utility|cascade``: write a policy file."""
+    try:
+        if objective not in ("quality", "cost"):
+            raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
+        try:
+            goal = (Objective.quality if objective == "quality" else Objective.cost)(
+                target, reference, delta=delta or None)
+        except InvalidOperation:
+            raise _Usage(f"--target must be a number such as 0.95, got {target!r}") from None
+        ladder = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
+        settings = Settings.resolve(config=config, tiers=None, routes=None, prices=None, limits=None, tag_keys=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RoutingWarning)
+            written, calibration = calibrate_policy_file(
+                records, out, router=router, objective=goal, embedder=embedder, tiers=ladder,
+                table=settings.tiers, prices=settings.prices)
+    except (_Usage, PaymasterError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for warning in caught:
+        console.print(f"[yellow]warning:[/yellow] {warning.message}", soft_wrap=True)
+    label = "utility router (leave-one-out)" if router == "utility" else "cascade"
+    rows = [(calibration.reference.name + " (reference, every item)", calibration.reference.summary),
+            (label, calibration.train.summary)]
+    console.print(split_table(rows, title=f"Calibration on {records.name}", label="policy", share=False))
+    if calibration.choice is not None and calibration.objective is not None:
+        console.print(calibration.choice.describe(calibration.objective), soft_wrap=True)
+    console.print(f"Policy written to {written}; load it with Runtime(router={str(written)!r})")

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .._money import fmt_usd
 from ..errors import ConfigurationError
 from ..providers._replay import tier_name
+from ..router._deps import require_numpy
+from ..router._knn import KnnIndex, escalation_scores, neighbours, predict
 from ..router._score import (
     KnnScorerSpec,
     LengthScorer,
@@ -25,8 +27,6 @@ from ..router._score import (
     Thresholds,
     save_thresholds,
 )
-from ._deps import require_numpy
-from ._knn import KnnIndex, escalation_scores, neighbours, predict
 from ._objective import Choice, CurvePoint, Objective, Reference, certified
 from ._policies import PolicyResult, routed, single
 from ._records import RecordSet

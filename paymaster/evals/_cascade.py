@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from itertools import permutations
 from typing import Any
 
+from ..router._cascade import Cascade
+from ..router._deps import require_numpy
 from ._calibrate import reference_of, walk_many
-from ._deps import require_numpy
-from ._objective import CurvePoint, Objective, Reference, certified
-from ._policies import Cascade, PolicyResult, agreement, cascaded
+from ._objective import Choice, CurvePoint, Objective, Reference, certified
+from ._policies import PolicyResult, agreement, cascaded
 from ._records import RecordSet
 
 
@@ -34,6 +35,9 @@ class CascadeCalibration:
     met: bool
     train: PolicyResult
     reference: PolicyResult
+    choice: Choice | None = None
+    """The chosen cascade's confidence certificate."""
+    objective: Objective | None = None
 
 
 def _paths(records: RecordSet, cascade: Cascade) -> tuple[Any, Any]:
@@ -68,7 +72,7 @@ def calibrate_cascade(
     cascade = cascades[chosen.params["cascade"]]
     train = cascaded(records, "cascade", cascade, [True] * len(records), list(records.models[:1]) * len(records))
     params = {"answer": cascade.answer, "check": cascade.check, "escalate": cascade.escalate}
-    return CascadeCalibration(cascade, params, tuple(curve), chosen, met, train, reference)
+    return CascadeCalibration(cascade, params, tuple(curve), chosen, met, train, reference, picked, objective)
 
 
 def calibrate_routed_cascade(
@@ -121,7 +125,7 @@ def calibrate_routed_cascade(
     params = {"answer": cascade.answer, "check": cascade.check, "escalate": cascade.escalate,
               "thresholds": list(thresholds[chosen.params["t"]]), "band": chosen.params["band"]}
     train = apply_routed_cascade(records, scores, accuracy, cascade, params)
-    return CascadeCalibration(cascade, params, tuple(curve), chosen, met, train, reference)
+    return CascadeCalibration(cascade, params, tuple(curve), chosen, met, train, reference, picked, objective)
 
 
 def apply_routed_cascade(

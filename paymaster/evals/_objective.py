@@ -195,7 +195,7 @@ def pareto(points: Sequence[CurvePoint]) -> list[CurvePoint]:
 
 def paired(x: Any, y: Any) -> Paired:
     """Paired sums of two numpy vectors (a setting's per-prompt values and the reference's)."""
-    from ._deps import require_numpy
+    from ..router._deps import require_numpy
 
     np = require_numpy()
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._deps import require
+from ..router._deps import require
 from ._objective import CurvePoint, pareto
 
 Point = tuple[float, float]

@@ -6,25 +6,13 @@ the exact recorded cost of every call it took (a cascade's check included).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ..router._cascade import Cascade, answer_key
 from ._metrics import SelectionRow, Summary, model_selection, split_by, summarise
 from ._records import RecordSet
-
-_CHOICE = re.compile(r"^\W{0,3}(?:answer\s*(?:is)?\s*[:\-]?\s*)?\(?([A-Za-z])(?:$|[).:\]]|\s+\()", re.IGNORECASE)
-_EDGE_PUNCT = ".,;:!?\"'`()[]{} \n\t"
-
-
-def answer_key(response: str) -> str:
-    """What a cascade's check compares: a choice letter ("B", "(B)", "Answer: B."), else normalised text."""
-    text = response.strip()
-    match = _CHOICE.match(text)
-    if match:
-        return match.group(1).upper()
-    return " ".join(text.split()).strip(_EDGE_PUNCT).casefold()
 
 
 @dataclass(frozen=True)
@@ -94,20 +82,6 @@ def routed(
         [bool(records.correct[i, records.column(m)]) for i, m in enumerate(choice)],
         [records.cost_usd(i, m) for i, m in enumerate(choice)], params,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Cascade:
-    """Answer on ``answer``; ``check`` answers too; when their answers differ, ``escalate`` answers."""
-
-    answer: str
-    check: str
-    escalate: str
-
-    @property
-    def label(self) -> str:
-        """How the cascade is named in reports."""
-        return f"{self.answer} + {self.check} check -> {self.escalate}"
 
 
 def agreement(records: RecordSet, cascade: Cascade) -> list[bool]:

@@ -23,21 +23,17 @@ from itertools import permutations
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..router._cascade import Cascade, answer_key
+from ..router._deps import require_numpy
+from ..router._utility import Option, UtilityRouter, option_label
 from ._calibrate import reference_of
-from ._deps import require_numpy
 from ._objective import Choice, CurvePoint, Objective, Reference, certified
-from ._policies import Cascade, PolicyResult, _result, answer_key
+from ._policies import PolicyResult, _result
 from ._records import RecordSet
 
-Option = str | Cascade
-"""A model name, or a cascade."""
+__all__ = ["Option", "UtilityCalibration", "UtilityRouter", "calibrate_utility", "option_label", "replay"]
 
 _PRICES: tuple[float, ...] = (0.0, *(10 ** (e / 40) for e in range(-120, 121)))
-
-
-def option_label(option: Option) -> str:
-    """How an option is named in reports and routes."""
-    return option if isinstance(option, str) else option.label
 
 
 def all_options(models: Sequence[str]) -> list[Option]:
@@ -83,65 +79,6 @@ def pareto_options(task_types: Sequence[str], correct: Any, cost: Any) -> list[i
 
 
 @dataclass(frozen=True)
-class UtilityRouter:
-    """Training prompts' embeddings, task types and the candidate options' recorded outcomes, plus the price."""
-
-    options: tuple[Option, ...]
-    embeddings: Any
-    task_types: tuple[str, ...]
-    correct: Any
-    cost: Any
-    k: int
-    prior_weight: float
-    price: float
-    unit_cost: float
-    """The reference model's mean cost per training prompt: costs are counted in this unit."""
-
-    def predict(self, vectors: Any, task_types: Sequence[str], *, loo: bool = False) -> tuple[Any, Any]:
-        """Predicted accuracy and cost of every option for prompts with these embeddings and task types.
-
-        With ``loo`` the prompts are the training prompts themselves, each scored without itself.
-        """
-        np = require_numpy()
-        if len(vectors) != len(task_types):
-            raise ConfigurationError(f"{len(vectors)} embeddings for {len(task_types)} task types")
-        train_types = np.array(self.task_types, dtype=object)
-        query_types = np.array(list(task_types), dtype=object)
-        accuracy = np.zeros((len(vectors), len(self.options)))
-        cost = np.zeros_like(accuracy)
-        for t in sorted(set(task_types)):
-            q = np.flatnonzero(query_types == t)
-            base = np.flatnonzero(train_types == t)
-            if len(base) < 2:  # an unseen task type: every training prompt is a neighbour
-                base = np.arange(len(train_types))
-            sims = np.asarray(vectors[q], dtype=np.float64) @ np.asarray(self.embeddings[base], dtype=np.float64).T
-            if loo:
-                sims[q[:, None] == base[None, :]] = -np.inf
-            k = max(1, min(self.k, len(base) - (1 if loo else 0)))
-            nbrs = base[np.argsort(-sims, axis=1, kind="stable")[:, :k]]
-            prior = self.correct[base].mean(axis=0)
-            accuracy[q] = (self.correct[nbrs].sum(axis=1) + self.prior_weight * prior) / (k + self.prior_weight)
-            cost[q] = self.cost[nbrs].mean(axis=1)
-        return accuracy, cost
-
-    def choose(self, accuracy: Any, cost: Any, price: float | None = None) -> Any:
-        """Per prompt, the column of the option with the highest predicted utility (ties: the lower column)."""
-        np = require_numpy()
-        p = self.price if price is None else price
-        return np.argmax(accuracy - p * cost / max(self.unit_cost, 1e-12), axis=1)
-
-    def route(self, vectors: Any, task_types: Sequence[str]) -> list[Option]:
-        """The option chosen for each prompt."""
-        accuracy, cost = self.predict(vectors, task_types)
-        return [self.options[int(j)] for j in self.choose(accuracy, cost)]
-
-    def describe(self) -> str:
-        """The router in one line."""
-        return (f"{len(self.options)} options (models and cascades on a task type's Pareto front), k={self.k}, "
-                f"prior weight {self.prior_weight}, price of accuracy {self.price:.4g}")
-
-
-@dataclass(frozen=True)
 class UtilityCalibration:
     """The calibrated router, the train sweep behind its price, and its leave-one-out training result."""
 
@@ -153,6 +90,7 @@ class UtilityCalibration:
     reference: PolicyResult
     choice: Choice | None = None
     """The chosen price's confidence certificate, or the fallback to the reference alone."""
+    objective: Objective | None = None
 
 
 def calibrate_utility(
@@ -163,6 +101,7 @@ def calibrate_utility(
     k: int = 160,
     prior_weight: float = 10.0,
     options: Sequence[Option] | None = None,
+    boilerplate: Sequence[str] = (),
 ) -> UtilityCalibration:
     """Sweep the price of accuracy on leave-one-out predictions of ``records``; choose by ``objective``.
 
@@ -183,7 +122,7 @@ def calibrate_utility(
     router = UtilityRouter(
         options=tuple(pool[j] for j in keep), embeddings=np.asarray(embeddings, dtype=np.float32),
         task_types=records.task_types, correct=correct[:, keep], cost=cost[:, keep], k=k,
-        prior_weight=prior_weight, price=0.0, unit_cost=ref_cost / len(records),
+        prior_weight=prior_weight, price=0.0, unit_cost=ref_cost / len(records), boilerplate=tuple(boilerplate),
     )
     accuracy, predicted_cost = router.predict(router.embeddings, records.task_types, loo=True)
     rows = np.arange(len(records))
@@ -197,11 +136,12 @@ def calibrate_utility(
         j = records.column(reference.name)
         router = UtilityRouter(**{**router.__dict__, "options": (reference.name,), "correct": records.correct[:, [j]],
                                   "cost": records.cost[:, [j]]})
-        return UtilityCalibration(router, tuple(curve), picked.point, picked.met, reference, reference, picked)
+        return UtilityCalibration(router, tuple(curve), picked.point, picked.met, reference, reference, picked,
+                                  objective)
     router = UtilityRouter(**{**router.__dict__, "price": picked.point.params["price"]})
     choice = router.choose(accuracy, predicted_cost)
     train = replay(records, [router.options[int(j)] for j in choice], "utility router (leave-one-out)")
-    return UtilityCalibration(router, tuple(curve), picked.point, picked.met, train, reference, picked)
+    return UtilityCalibration(router, tuple(curve), picked.point, picked.met, train, reference, picked, objective)
 
 
 def replay(records: RecordSet, choice: Sequence[Option], name: str = "utility router") -> PolicyResult:

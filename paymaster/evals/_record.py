@@ -19,12 +19,15 @@ from ..planners._plan import Complexity
 from ..pricing import PriceBook
 from ..providers._replay import RecordedOutcome, RecordedPrompt, ReplayProvider, load_recordings
 from ..router import TierTable
+from ..router._knn import focus, learn_boilerplate, make_embedder
 from ..router._prices import RoutingWarning, assumed_prices, list_price, price_order
 from ..runtime import Agent, Budget, Runtime, TaskStatus
 from ._calibrate import Calibration, calibrate_knn, calibrate_length
+from ._cascade import CascadeCalibration, calibrate_cascade
 from ._golden import GoldenItem
-from ._knn import focus, learn_boilerplate, make_embedder
 from ._objective import Objective
+from ._policyfile import write_cascade_policy, write_utility_policy
+from ._predict import UtilityCalibration, calibrate_utility
 from ._records import RecordSet
 from ._run import ItemResult, run_item
 
@@ -139,17 +142,51 @@ def calibrate_file(
     the default tiers and price book); a tier stopped by caps on most items is
     left out. Both are reported as ``RoutingWarning``s.
     """
+    records = prepare(path, tiers, table, prices)
+    calibration = _calibrate(records, objective, scorer, embedder, options)
+    assumed = assumed_prices(calibration.tiers, table or TierTable(), prices or PriceBook())
+    return dataclasses.replace(calibration, prices=assumed)
+
+
+def prepare(
+    path: str | Path, tiers: Sequence[str] | None, table: TierTable | None, prices: PriceBook | None
+) -> RecordSet:
+    """A replay file's records over the tiers to calibrate (see ``ladder``); what was left out is warned about."""
     prompts = load_recordings(path)
     names, notes = ladder(prompts, tiers, table, prices)
     for note in notes:
-        warnings.warn(note, RoutingWarning, stacklevel=2)
+        warnings.warn(note, RoutingWarning, stacklevel=3)
     records = RecordSet.build(prompts, names)
     if len(records.models) < 2:
         left_out = "".join(f"; {n}" for n in notes if "left out" in n)
         raise ConfigurationError(f"{path}: calibration needs recordings of at least two tiers or models{left_out}")
-    calibration = _calibrate(records, objective, scorer, embedder, options)
-    assumed = assumed_prices(calibration.tiers, table or TierTable(), prices or PriceBook())
-    return dataclasses.replace(calibration, prices=assumed)
+    return records
+
+
+def calibrate_policy_file(
+    path: str | Path,
+    out: str | Path,
+    *,
+    router: str,
+    objective: Objective,
+    embedder: str = "hashing-1024",
+    tiers: Sequence[str] | None = None,
+    table: TierTable | None = None,
+    prices: PriceBook | None = None,
+) -> tuple[Path, UtilityCalibration | CascadeCalibration]:
+    """Calibrate the utility router (``router="utility"``) or a cascade on a replay file; write the policy file."""
+    records = prepare(path, tiers, table, prices)
+    assumed = assumed_prices(records.models, table or TierTable(), prices or PriceBook())
+    if router == "cascade":
+        cascade = calibrate_cascade(records, objective=objective)
+        return write_cascade_policy(cascade, out, prices=assumed), cascade
+    if router != "utility":
+        raise ConfigurationError(f"router must be 'score', 'utility' or 'cascade', got {router!r}")
+    boilerplate = learn_boilerplate(records.texts)
+    vectors = make_embedder(embedder).encode([focus(t, frozenset(boilerplate)) for t in records.texts])
+    utility = calibrate_utility(records, vectors, objective=objective, k=min(160, len(records) - 1),
+                                prior_weight=min(10.0, len(records) / 4), boilerplate=boilerplate)
+    return write_utility_policy(utility, out, embedder=embedder, prices=assumed), utility
 
 
 def _calibrate(

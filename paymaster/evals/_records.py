@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..providers._replay import RecordedPrompt
-from ._deps import require_numpy
+from ..router._deps import require_numpy
 
 if TYPE_CHECKING:
     import numpy as np

@@ -11,6 +11,7 @@ from ..planners._plan import Plan, Subtask
 from ..pricing import count_tokens
 from ..providers._types import Message, ModelRequest
 from ..router import RouteDecision, Tier
+from ._cascade import run_cascade
 from ._guard import BudgetGuard, BudgetStop, CallContext
 from ._tools import Tool
 
@@ -123,6 +124,8 @@ class Executor:
         tools: Sequence[Tool] = (),
     ) -> str:
         """One subtask: a model call, then rounds of tool calls and model calls until it answers."""
+        if decision.cascade is not None:  # a cascade route: each stage is a run of its own
+            return await run_cascade(self.run_subtask, ctx, subtask, decision, instructions, context, tools)
         by_name = {t.name: t for t in tools}
         messages: list[Message] = [Message(role="user", content=subtask_prompt(subtask, context))]
         tier = decision.tier

@@ -10,14 +10,26 @@ from ..planners._plan import Complexity, Subtask
 from ._tiers import Tier, TierTable
 
 
+class CascadeRoute(BaseModel):
+    """A cascade's stages: ``answer`` answers, ``check`` answers too, ``escalate`` answers when they differ."""
+
+    model_config = ConfigDict(frozen=True)
+
+    answer: Tier
+    check: Tier
+    escalate: Tier
+
+
 class RouteDecision(BaseModel):
-    """Which tier a subtask goes to, and why."""
+    """Which tier a subtask goes to (or which cascade of tiers), and why."""
 
     model_config = ConfigDict(frozen=True)
 
     subtask_id: str
     tier: Tier
     reason: str
+    cascade: CascadeRoute | None = None
+    """When set, the executor runs the cascade's stages; ``tier`` is then its dearest stage."""
 
 
 class Router:

@@ -169,7 +169,7 @@ def load_scorer(thresholds: Thresholds, base_dir: Path, embedder: Any = None) ->
     if isinstance(spec, LengthScorerSpec):
         return LengthScorer(spec, len(thresholds.tiers) - 1)
     # Imported here: the learned scorer needs numpy (the evals extra), the router itself does not.
-    from ..evals._knn import KnnScorer
+    from ._knn import KnnScorer
 
     return KnnScorer.from_spec(spec, base_dir, thresholds.tiers, embedder=embedder)
 

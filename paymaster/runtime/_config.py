@@ -15,7 +15,7 @@ from ..executors import Cache
 from ..ledger import Ledger
 from ..planners import Complexity
 from ..pricing import PriceBook, parse_price_overrides
-from ..router import Router, ScoreRouter, Tier, TierTable, load_config, tier_table_from_config
+from ..router import Router, Tier, TierTable, load_config, load_router, tier_table_from_config
 from ._limits import Limit, Limits
 
 
@@ -62,14 +62,15 @@ class Settings:
         return cls(table, book, scoped, data, base)
 
     def router(self, given: Router | str | Path | None) -> Router:
-        """The router given in code, else the config's ``[router] thresholds`` file, else complexity routes."""
+        """The router given in code, else the config's ``[router] policy`` (or ``thresholds``) file, else routes."""
         if isinstance(given, Router):
             return given
         if given is not None:
-            return ScoreRouter.from_file(given, self.tiers, prices=self.prices)
-        thresholds = self.data.get("router", {}).get("thresholds")
-        if thresholds is not None:
-            return ScoreRouter.from_file(self.base / thresholds, self.tiers, prices=self.prices)  # relative to config
+            return load_router(given, self.tiers, prices=self.prices)  # a thresholds or a policy file
+        table = self.data.get("router", {})
+        path = table.get("policy", table.get("thresholds"))
+        if path is not None:
+            return load_router(self.base / path, self.tiers, prices=self.prices)  # relative to the config file
         return Router(self.tiers)
 
 

@@ -25,7 +25,7 @@ from paymaster.evals import (
     learn_boilerplate,
     pareto,
 )
-from paymaster.evals._knn import neighbours
+from paymaster.router._knn import neighbours
 
 from .helpers import TIERS, synthetic
 

@@ -190,6 +190,13 @@ def test_record_every_tier_then_calibrate_then_route(files: dict[str, Path]) -> 
         assert thresholds.prices["fast"]["model"] == "gpt-4o-mini"
         routed = runner.invoke(calibrate_app, [*args, "--router", str(out)])
         assert routed.exit_code == 0, routed.output
+    for kind in ("utility", "cascade"):
+        out = files["dir"] / f"{kind}.json"
+        result = runner.invoke(calibrate_app, ["calibrate", str(recorded), "--out", str(out), "--router", kind])
+        assert result.exit_code == 0, result.output
+        assert "Policy written" in result.output and json.loads(out.read_text())["kind"] == kind
+        routed = runner.invoke(calibrate_app, [*args, "--router", str(out)])
+        assert routed.exit_code == 0, routed.output
     point = files["dir"] / "point.json"
     result = runner.invoke(calibrate_app, ["calibrate", str(recorded), "--out", str(point), "--delta", "0",
                                            "--scorer", "length"])

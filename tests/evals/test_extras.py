@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from paymaster.errors import MissingExtraError
-from paymaster.evals._deps import require
+from paymaster.router._deps import require
 
 
 def test_a_missing_extra_names_what_to_install() -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigurationError
-from ..router._score import KnnScorerSpec, Score
 from ._deps import require_numpy
+from ._score import KnnScorerSpec, Score
 
 if TYPE_CHECKING:
     import numpy as np

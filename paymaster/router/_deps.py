@@ -1,4 +1,4 @@
-"""Optional dependencies of the evals: a missing one is a clear error naming the extra to install."""
+"""Optional dependencies of the learned routers and the evals: a missing one is a clear error naming the extra."""
 
 from __future__ import annotations
 

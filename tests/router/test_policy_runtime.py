@@ -1,0 +1,128 @@
+"""Policies in the runtime: a cascade or the utility router run through ReplayProvider match the offline replay."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+
+pytest.importorskip("numpy", reason="the utility router needs the evals extra")
+
+from paymaster import Agent, Budget, Runtime
+from paymaster._money import from_picos
+from paymaster.errors import ConfigurationError
+from paymaster.evals import HashingEmbedder, Objective, PolicyResult, RecordSet, calibrate_cascade, cascaded
+from paymaster.evals._policyfile import write_cascade_policy, write_utility_policy
+from paymaster.evals._predict import calibrate_utility, replay
+from paymaster.providers._replay import RecordedOutcome, RecordedPrompt, ReplayProvider
+from paymaster.router import Cascade, PolicyRouter, load_router
+
+RATE = {"small": Decimal("0.000001"), "medium": Decimal("0.000005"), "large": Decimal("0.00002")}
+WRONG = {"small": "C", "medium": "B", "large": "D"}
+
+
+def recordings(n: int = 48, seed: int = 0) -> list[RecordedPrompt]:
+    """'lookup' prompts: small and medium right. 'mixed': small right 70%, medium right where small is,
+    large always; wrong answers differ, so small + medium check -> large is right and cheaper than large."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        mixed = i % 2 == 0
+        words = rng.choices(["prove", "lemma", "bound"] if mixed else ["city", "rain", "wind"], k=12 if mixed else 5)
+        prompt = f"q{i}: " + " ".join(words)
+        small_right = (not mixed) or rng.random() < 0.7
+        right = {"small": small_right, "medium": small_right, "large": True}
+        outcomes = {t: RecordedOutcome("A" if right[t] else WRONG[t], right[t], RATE[t] * len(prompt.split()))
+                    for t in RATE}
+        kind = "mixed" if mixed else "lookup"
+        out.append(RecordedPrompt(id=f"q{i}", prompt=prompt, outcomes=outcomes, task_type=kind))
+    return out
+
+
+class Bench(Agent):
+    """Sends the prompt as it is."""
+
+    name = "bench"
+    instructions = ""
+    budget = Budget()
+
+
+def run_all(tmp_path: Path, prompts: list[RecordedPrompt], policy: Path) -> tuple[list[list[str]], list[Decimal]]:
+    """Every prompt as a task through Runtime + the policy + ReplayProvider: each task's answering tiers and cost."""
+    provider = ReplayProvider(prompts)
+    stages: list[list[str]] = []
+    costs: list[Decimal] = []
+    with Runtime(ledger=tmp_path / "l.db", provider=provider, tiers=provider.tier_table(),
+                 prices=provider.price_book(), router=policy) as runtime:
+        assert isinstance(runtime.router, PolicyRouter)
+
+        async def go() -> None:
+            for p in prompts:
+                outcome = await runtime.run(Bench, p.prompt, tenant="t")
+                steps = [s for s in runtime.ledger.steps(outcome.task_id) if s.kind == "execute"]
+                assert all(s.note for s in steps)  # every stage says why it ran
+                stages.append([s.tier or "" for s in steps])
+                task = runtime.ledger.task(outcome.task_id)
+                assert task is not None
+                costs.append(from_picos(task.cost_picos))
+
+        anyio.run(go)
+    return stages, costs
+
+
+def expected_stages(result: PolicyResult, options: list[str | Cascade]) -> list[list[str]]:
+    out = []
+    for route, option in zip(result.routes, options, strict=True):
+        if isinstance(option, str):
+            out.append([option])
+        elif route.endswith("(checked)"):
+            out.append([option.answer, option.check])
+        else:
+            out.append([option.answer, option.check, option.escalate])
+    return out
+
+
+def test_a_cascade_policy_in_the_runtime_matches_the_offline_replay(tmp_path: Path) -> None:
+    prompts = recordings()
+    records = RecordSet.build(prompts)
+    calibration = calibrate_cascade(records, objective=Objective.quality("0.95", delta=None), escalate="large",
+                                    models=["small", "medium"])
+    assert calibration.cascade == Cascade("small", "medium", "large")
+    policy = write_cascade_policy(calibration, tmp_path / "policy.json")
+    offline = cascaded(records, "cascade", calibration.cascade, [True] * len(records), ["large"] * len(records))
+    stages, costs = run_all(tmp_path, prompts, policy)
+    assert stages == expected_stages(offline, [calibration.cascade] * len(records))
+    assert costs == list(offline.costs)  # the check's cost and every escalation counted, to the pico-dollar
+    assert any(len(s) == 3 for s in stages) and any(len(s) == 2 for s in stages)
+
+
+def test_the_utility_policy_in_the_runtime_matches_the_offline_replay(tmp_path: Path) -> None:
+    prompts = recordings(60, seed=1)
+    records = RecordSet.build(prompts)
+    embedder = HashingEmbedder(64)
+    vectors = embedder.encode(records.texts)
+    options: list[str | Cascade] = ["small", Cascade("small", "medium", "large"), "large"]
+    calibration = calibrate_utility(records, vectors, objective=Objective.quality("0.95", delta=None), k=8,
+                                    prior_weight=1.0, options=options)
+    policy = write_utility_policy(calibration, tmp_path / "policy.json", embedder=embedder.name)
+    chosen = calibration.router.route(vectors)  # what the runtime does: task types from the neighbours
+    offline = replay(records, chosen)
+    stages, costs = run_all(tmp_path, prompts, policy)
+    assert stages == expected_stages(offline, list(chosen))
+    assert costs == list(offline.costs)
+    assert {"small", "small + medium check -> large"} <= {o if isinstance(o, str) else o.label for o in chosen}
+
+
+def test_load_router_reads_either_file_and_names_a_wrong_one(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"format": "something"}')
+    provider = ReplayProvider(recordings(6))
+    with pytest.raises(ConfigurationError, match="neither a thresholds file"):
+        load_router(bad, provider.tier_table())
+    broken = tmp_path / "p.json"
+    broken.write_text('{"format": "paymaster.policy", "kind": "cascade"}')
+    with pytest.raises(ConfigurationError, match="a cascade policy needs"):
+        load_router(broken, provider.tier_table())
