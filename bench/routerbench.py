@@ -51,7 +51,8 @@ from paymaster.evals import (  # noqa: E402
     single,
 )
 from paymaster.evals._cascade import apply_routed_cascade  # noqa: E402
-from paymaster.evals._predict import calibrate_utility, replay  # noqa: E402
+from paymaster.evals._policyfile import write_utility_policy  # noqa: E402
+from paymaster.evals._predict import UtilityCalibration, calibrate_utility, replay  # noqa: E402
 from paymaster.evals._routerbench import load_routerbench, routerbench_files  # noqa: E402
 from paymaster.providers._replay import tier_name  # noqa: E402
 from paymaster.router._knn import score_embeddings  # noqa: E402
@@ -96,21 +97,75 @@ def learned(train: RecordSet, test: RecordSet, name: str, objectives: list[Objec
     return out
 
 
-def utility(train: RecordSet, test: RecordSet, name: str, objectives: list[Objective]) -> list[PolicyResult]:
+def utility(
+    train: RecordSet, test: RecordSet, name: str, objectives: list[Objective]
+) -> tuple[list[PolicyResult], list[UtilityCalibration], Any]:
     """The expected-utility router over models and cascades, calibrated on train per objective, run on test."""
-    drop = frozenset(learn_boilerplate(train.texts))
+    boilerplate = learn_boilerplate(train.texts)
+    drop = frozenset(boilerplate)
     train_vectors = embed([focus(t, drop) for t in train.texts], name)
     test_vectors = embed([focus(t, drop) for t in test.texts], name)
-    out = []
+    out, calibrations = [], []
     for objective in objectives:
-        calibration = calibrate_utility(train, train_vectors, objective=objective)
+        calibration = calibrate_utility(train, train_vectors, objective=objective, boilerplate=boilerplate)
+        calibrations.append(calibration)
         print(f"utility router, {objective.kind} {objective.target}: {calibration.router.describe()}; "
               f"train (leave-one-out) accuracy {calibration.train.summary.accuracy:.4f}, "
               f"cost ${calibration.train.summary.cost_usd:.4f}")
         if calibration.choice is not None:
             print(f"  certificate: {calibration.choice.describe(objective)}")
         out.append(replay(test, calibration.router.route(test_vectors, test.task_types)))
-    return out
+    return out, calibrations, test_vectors
+
+
+def run_policy_in_runtime(test: RecordSet, policy: Path, expected: PolicyResult) -> tuple[PolicyResult, int, bool]:
+    """Every test prompt through Runtime + PolicyRouter + ReplayProvider; stages and costs read from the ledger.
+
+    Returns the result, on how many prompts the route (model or cascade path) matches ``expected`` (the offline
+    replay of the same policy), and whether every task's ledger cost equals its offline cost exactly.
+    """
+    import tempfile
+
+    import anyio
+
+    from paymaster import Agent, Budget, Runtime
+    from paymaster._money import from_picos
+    from paymaster.evals._policies import _result
+    from paymaster.providers._replay import ReplayProvider
+
+    class RouterBenchAgent(Agent):
+        """Sends the prompt as it is: no system prompt, no caps."""
+
+        name = "routerbench"
+        instructions = ""
+        budget = Budget()
+
+    provider = ReplayProvider(test.prompts)
+    models = {t.name: t.model for t in provider.tier_table().tiers}
+    routes, correct, costs = [], [], []
+    with tempfile.TemporaryDirectory() as tmp, Runtime(
+        ledger=Path(tmp) / "bench.db", provider=provider, tiers=provider.tier_table(), prices=provider.price_book(),
+        router=policy,
+    ) as runtime:
+
+        async def go() -> None:
+            for i, prompt in enumerate(test.prompts):
+                outcome = await runtime.run(RouterBenchAgent, prompt.prompt, tenant="routerbench")
+                stages = [models[s.tier or ""] for s in runtime.ledger.steps(outcome.task_id) if s.kind == "execute"]
+                # One stage: a model; two: the cascade's answer stood (checked); three: it escalated.
+                answered = stages[0] if len(stages) == 2 else stages[-1]
+                routes.append(answered if len(stages) == 1 else
+                              f"{answered} (checked)" if len(stages) == 2 else f"{answered} (escalated)")
+                correct.append(bool(test.correct[i, test.column(answered)]))
+                task = runtime.ledger.task(outcome.task_id)
+                assert task is not None
+                costs.append(from_picos(task.cost_picos))
+
+        anyio.run(go)
+    result = _result(test, "utility router via Runtime", routes, correct, costs)
+    agree = sum(a == b for a, b in zip(routes, expected.routes, strict=True))
+    exact = all(a == b for a, b, r, e in zip(costs, expected.costs, routes, expected.routes, strict=True) if r == e)
+    return result, agree, exact
 
 
 @dataclass(frozen=True)
@@ -195,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, PolicyResult, str]] = []
     curves: dict[str, list[tuple[float, float]]] = {}
     primary: Routed | None = None
+    utility_runtime: tuple[str, PolicyResult] | None = None
     for name in embedders:
         try:
             by_quality, by_cost = learned(train, test, name, [quality, cost])
@@ -207,10 +263,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}, {label}: k={r.k}, prior weight {r.prior_weight}; {r.calibration.describe()}")
         curves[f"kNN {name}: train-swept thresholds, on test"] = sweep_on_test(by_quality, test)
         if primary is None:
-            for label, u in zip(("target 95% quality", "target 10% cost"),
-                                utility(train, test, name, [quality, cost]), strict=True):
+            policies, calibrations, test_vectors = utility(train, test, name, [quality, cost])
+            for label, u in zip(("target 95% quality", "target 10% cost"), policies, strict=True):
                 results.append((f"utility router over models and cheap-check cascades, kNN {name}, {label}", u,
                                 f"utility router, {label}"))
+            policy_path = write_utility_policy(calibrations[0], args.out / "routerbench-policy.json", embedder=name)
+            print(f"utility policy written to {policy_path}")
+            if not args.no_runtime:
+                t0 = time.perf_counter()
+                offline = replay(test, calibrations[0].router.route(test_vectors), "utility router, types inferred")
+                result, agree, exact = run_policy_in_runtime(test, policy_path, offline)
+                utility_runtime = (f"same utility policy, run in the Runtime ({len(test)} tasks, task types "
+                                   "inferred from neighbours, ledger costs)", result)
+                print(f"utility policy in the runtime: {len(test)} tasks in {time.perf_counter() - t0:.0f}s; "
+                      f"routes agree with its offline replay on {agree}/{len(test)} prompts; ledger cost equals "
+                      f"the offline cost on every agreeing prompt: {exact}")
         primary = primary or by_quality
 
     cascade = calibrate_cascade(train, objective=quality, escalate=reference)
@@ -261,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     rows += [Row(label, r, paymaster=True, short=short) for label, r, short in results]
     if runtime_row is not None:
         rows.append(Row(*runtime_row, paymaster=True))
+    if utility_runtime is not None:
+        rows.append(Row(*utility_runtime, paymaster=True))
     print_rows(rows, ref_result, GOAL_ACCURACY, GOAL_COST)
     learned_rows = [row for row in rows if row.label.startswith(("learned router", "same learned router"))]
     if learned_rows:
