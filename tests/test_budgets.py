@@ -445,9 +445,10 @@ def test_plan_estimate_counts_the_expected_cache_read_of_a_shared_system_prompt(
         plan = anyio.run(ThreeSteps().plan, "Study this.", None)  # type: ignore[arg-type]
         decisions = {s.id: rt.router.route(s) for s in plan.subtasks}
         estimate = anyio.run(admit, rt.ledger, rt.prices, [], plan, decisions, LongBrief.instructions)
-        one = anyio.run(admit, rt.ledger, rt.prices, [], Plan(subtasks=plan.subtasks[:1]), decisions,
+        two = anyio.run(admit, rt.ledger, rt.prices, [], Plan(subtasks=plan.subtasks[:2]), decisions,
                         LongBrief.instructions)
-    assert estimate.low_usd is not None and one.low_usd is not None
-    # Three deep calls, but the second and third read the ~2,400-token prompt at $0.30/MTok, not $3.
-    assert estimate.low_usd < 2 * one.low_usd
+    assert estimate.low_usd is not None and two.low_usd is not None
+    # Three deep calls, but the second and third read the ~2,400-token prompt at $0.30/MTok, not $3:
+    # the third call adds far less than a third of the cost.
+    assert estimate.low_usd < Decimal("1.3") * two.low_usd
     assert estimate.high_usd is not None and estimate.high_usd > 3 * estimate.low_usd

@@ -253,7 +253,7 @@ class Accounts:
         """Hold ``held`` on every account at once, or on none."""
         ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where))
+        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
 
     async def areserve(
         self,
@@ -271,7 +271,7 @@ class Accounts:
         """``reserve`` without blocking the event loop; returns once the hold is committed (durable)."""
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where))
+        return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""

@@ -281,7 +281,7 @@ class Ledger:
 
     # -- the lean per-task path (used by the runtime; never blocks the event loop) ---------
 
-    def open_task_later(self, record: TaskRecord, accounts: Mapping[str, Caps | None]) -> Future[None]:
+    def open_task_later(self, record: Mapping[str, Any], accounts: Mapping[str, Caps | None]) -> Future[None]:
         """Queue a new task row and the accounts it needs; later work on the task is queued behind it."""
         # Shared accounts need creating (or their caps setting) once per process, not once per task.
         fresh = {a: c for a, c in accounts.items() if self._ensured.get(a, _UNSET) != c}
@@ -291,7 +291,7 @@ class Ledger:
             insert_task_tx(tx, record)
             ensure_tx(tx, fresh)
 
-        return self.watch(record.id, self.sql.submit(work))
+        return self.watch(str(record["id"]), self.sql.submit(work))
 
     def update_task_later(self, task_id: str, **values: Any) -> Future[None]:
         """Queue an update of a task row (its plan, its status while it waits for approval)."""

@@ -43,15 +43,24 @@ class SqlRunner:
                 return conn
             return engine.raw_connection()
 
-        self.writer = Writer(connect, sqlite=sqlite, where=str(engine.url))
+        def connect_inline() -> Any:
+            # Never waits: a locked database sends the work to the writer thread instead.
+            conn = sqlite3.connect(database or "", isolation_level=None, check_same_thread=False, timeout=0)
+            sqlite_pragmas(conn)
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints, off the loop
+            return conn
 
-    def call(self, fn: Callable[[Tx], T]) -> T:
+        self.writer = Writer(connect, sqlite=sqlite, where=str(engine.url),
+                             connect_inline=connect_inline if sqlite else None)
+
+    def call(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
         """Run ``fn`` in a committed write transaction (blocks this thread, never the writer)."""
-        return self.writer.call(fn)
+        return self.writer.call(fn, may_abort=may_abort)
 
-    async def run(self, fn: Callable[[Tx], T]) -> T:
+    async def run(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
         """Run ``fn`` in a committed write transaction, awaiting it without blocking the event loop."""
-        return await self.writer.run(fn)
+        return await self.writer.run(fn, may_abort=may_abort)
 
     def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
         """Queue ``fn``; the future resolves once its group is committed."""

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from pydantic_core import PydanticUndefined
+
 from ._sql import Tx
 from ._tables import TaskRecord
 
@@ -22,6 +24,11 @@ _INSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join(':' + c for c in _TASK_COLUMNS)})"
 )
 _COUNTED = ("ok", "error", "unsettled")
+_TASK_DEFAULTS: dict[str, Any] = {
+    name: (f.default_factory() if f.default_factory is not None else f.default)  # type: ignore[call-arg]
+    for name, f in TaskRecord.model_fields.items()
+    if f.default is not PydanticUndefined or f.default_factory is not None
+}
 
 
 @dataclass
@@ -65,9 +72,9 @@ def _column_value(column: str, value: Any) -> Any:
     return value
 
 
-def insert_task_tx(tx: Tx, record: TaskRecord) -> None:
-    """Write a new task row."""
-    row = record.model_dump()
+def insert_task_tx(tx: Tx, record: Mapping[str, Any]) -> None:
+    """Write a new task row (columns not given take their defaults)."""
+    row = {**_TASK_DEFAULTS, **record}
     tx.execute(_INSERT_TASK, {c: _column_value(c, row[c]) for c in _TASK_COLUMNS})
 
 

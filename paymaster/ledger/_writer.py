@@ -8,6 +8,15 @@ resolves the futures. A future resolves only after its work is committed, so a
 reservation is durable before its call is sent; callers that need no answer
 (settlements, step rows) do not wait at all, and a crash before their group
 commits leaves the reservation, which recovery closes at its worst case.
+
+On SQLite, work queued from an event loop is first tried in place, on a second
+connection that never waits: its ``BEGIN IMMEDIATE`` fails at once if another
+connection holds the write lock (busy timeout 0), and it never checkpoints
+(the writer thread does that). A free database takes a few tens of
+microseconds per group that way, with no thread hand-off; a locked, busy or
+slow one sends the group to the writer thread, so the loop never waits on it.
+Work from one loop runs in the order it was queued either way: a group goes in
+place only when the writer thread has nothing queued or running.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from ..errors import LedgerError
 T = TypeVar("T")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 MAX_GROUP = 512  # statements' worth of work per commit; bounds how long one transaction holds the lock
+FLUSH_DELAY_SECONDS = 0.001  # how long queued, unawaited work may wait to share a commit
+CHECKPOINT_EVERY = 500  # in-place commits between checkpoints run by the writer thread
 
 
 class Cursor(Protocol):
@@ -78,18 +89,106 @@ def sqlite_pragmas(conn: Any) -> None:
 
 
 class _Work:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "own_savepoint")
 
-    def __init__(self, fn: Callable[[Tx], Any]) -> None:
+    def __init__(self, fn: Callable[[Tx], Any], own_savepoint: bool = False) -> None:
         self.fn = fn
         self.future: Future[Any] = Future()
+        self.own_savepoint = own_savepoint
+
+
+_CHECKPOINT = _Work(lambda tx: None)  # a marker: the writer thread checkpoints the WAL
+
+
+def run_group(conn: Any, group: Sequence[_Work], *, sqlite: bool, where: str, begun: bool = False) -> None:
+    """Run ``group`` in one transaction, commit, then resolve the futures.
+
+    A unit that may abort (a refused reservation) runs in a savepoint of its own.
+    If any other unit fails, the transaction is rolled back and the group run
+    again with a savepoint per unit, so that only the failing unit is lost.
+    """
+    cur = conn.cursor()
+    try:
+        results = _attempt(conn, cur, group, sqlite=sqlite, begun=begun, every_unit=False)
+        if results is None:
+            results = _attempt(conn, cur, group, sqlite=sqlite, begun=False, every_unit=True)
+        assert results is not None
+    except Exception as exc:
+        try:
+            if sqlite:
+                conn.execute("ROLLBACK")
+            else:
+                conn.rollback()
+        except Exception:  # the original error is the one to report
+            pass
+        failure = LedgerError(f"ledger write failed ({where}): {exc}")
+        for work in group:
+            work.future.set_exception(failure)
+        return
+    finally:
+        cur.close()
+    for work, value, error in results:
+        if error is None:
+            work.future.set_result(value)
+        elif isinstance(error, sqlite3.Error):
+            work.future.set_exception(LedgerError(f"ledger write failed ({where}): {error}"))
+        else:
+            work.future.set_exception(error)
+
+
+def _attempt(
+    conn: Any, cur: Any, group: Sequence[_Work], *, sqlite: bool, begun: bool, every_unit: bool
+) -> list[tuple[_Work, Any, BaseException | None]] | None:
+    """One try at the group; None when a unit without a savepoint failed (the caller retries with them)."""
+    results: list[tuple[_Work, Any, BaseException | None]] = []
+    if sqlite and not begun:
+        cur.execute("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock on upgrade
+    tx = Tx(cur, pyformat=not sqlite)
+    for work in group:
+        savepoint = every_unit or work.own_savepoint
+        if savepoint:
+            cur.execute("SAVEPOINT unit")
+        tx.aborted = False
+        try:
+            value = work.fn(tx)
+        except BaseException as exc:
+            if not savepoint:
+                if sqlite:
+                    cur.execute("ROLLBACK")
+                else:
+                    conn.rollback()
+                return None
+            cur.execute("ROLLBACK TO SAVEPOINT unit")
+            cur.execute("RELEASE SAVEPOINT unit")
+            results.append((work, None, exc))
+            continue
+        if tx.aborted:
+            if not savepoint:
+                raise LedgerError("a unit of ledger work aborted without a savepoint of its own")
+            cur.execute("ROLLBACK TO SAVEPOINT unit")
+        if savepoint:
+            cur.execute("RELEASE SAVEPOINT unit")
+        results.append((work, value, None))
+    if sqlite:
+        cur.execute("COMMIT")
+    else:
+        conn.commit()
+    return results
 
 
 class Writer:
     """A thread that runs transactions for the ledger, grouping whatever is queued into one commit."""
 
-    def __init__(self, connect: Callable[[], Any], *, sqlite: bool, where: str) -> None:
+    def __init__(
+        self, connect: Callable[[], Any], *, sqlite: bool, where: str, connect_inline: Callable[[], Any] | None = None
+    ) -> None:
         self._connect = connect
+        self._inline_conn: Any = connect_inline() if connect_inline is not None else None
+        self._inline_lock = threading.Lock()
+        self._inline_commits = 0
+        self._later: list[_Work] = []
+        self._flush_scheduled = False
+        self._active = False
         self._sqlite = sqlite
         self._where = where
         self._queue: deque[_Work | None] = deque()
@@ -105,25 +204,84 @@ class Writer:
 
     # -- submitting work -------------------------------------------------------------
 
-    def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
-        """Queue ``fn`` to run in the next group transaction; the future resolves once it is committed."""
-        work = _Work(fn)
-        with self._ready:
-            if self._conn is None:
-                raise LedgerError(f"the ledger {self._where} is closed")
-            self._queue.append(work)
-            self._ready.notify()
+    def submit(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> Future[T]:
+        """Queue ``fn`` to run in the next group transaction; the future resolves once it is committed.
+
+        ``may_abort``: ``fn`` may call ``tx.abort()`` to undo its own statements (it gets a savepoint).
+        """
+        work = _Work(fn, may_abort)
+        if self._inline_conn is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:  # grouped with whatever else this loop queues before it next idles
+                self._later.append(work)
+                if not self._flush_scheduled:
+                    # A moment's delay groups this with more work (the rest of this task's steps, other
+                    # tasks' calls) into one commit; anything awaited flushes at once.
+                    self._flush_scheduled = True
+                    loop.call_later(FLUSH_DELAY_SECONDS, self.flush)
+                return work.future
+        self._enqueue([work])
         return work.future
 
-    def call(self, fn: Callable[[Tx], T]) -> T:
+    def call(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
         """Run ``fn`` in a committed transaction and return its result (blocks the calling thread)."""
         if threading.current_thread() is self._thread:
             raise LedgerError("ledger work submitted from the ledger's own writer thread")
-        return self.submit(fn).result()
+        work = _Work(fn, may_abort)
+        group, self._later = [*self._later, work], []
+        self._place(group)
+        result: T = work.future.result()
+        return result
 
-    async def run(self, fn: Callable[[Tx], T]) -> T:
+    async def run(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
         """Run ``fn`` in a committed transaction without blocking the event loop."""
-        return await wait(self.submit(fn))
+        future = self.submit(fn, may_abort=may_abort)
+        if self._later:
+            self.flush()  # the caller waits for it: do not wait for the loop to idle first
+        return await wait(future)
+
+    def flush(self) -> None:
+        """Run what this loop has queued: in place if the database is free, else on the writer thread."""
+        self._flush_scheduled = False
+        group, self._later = self._later, []
+        if group:
+            self._place(group)
+
+    def _place(self, group: list[_Work]) -> None:
+        if self._inline_conn is not None and self._inline_lock.acquire(blocking=False):
+            try:
+                with self._ready:
+                    idle = not self._queue and not self._active
+                if idle and self._try_inline(group):
+                    return
+            finally:
+                self._inline_lock.release()
+        self._enqueue(group)
+
+    def _try_inline(self, group: list[_Work]) -> bool:
+        conn: Any = self._inline_conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False  # another connection holds the write lock: the writer thread will wait for it
+        run_group(conn, group, sqlite=True, where=self._where, begun=True)
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0:
+            self._enqueue([_CHECKPOINT])
+        return True
+
+    def _enqueue(self, group: list[_Work]) -> None:
+        with self._ready:
+            if self._conn is None:
+                failure = LedgerError(f"the ledger {self._where} is closed")
+                for work in group:
+                    work.future.set_exception(failure)
+                return
+            self._queue.extend(group)
+            self._ready.notify()
 
     # -- the thread ------------------------------------------------------------------
 
@@ -140,72 +298,40 @@ class Writer:
                 while not self._queue:
                     self._ready.wait()
                 group: list[_Work] = []
-                closing = False
+                closing = checkpoint = False
                 while self._queue and len(group) < MAX_GROUP:
                     item = self._queue.popleft()
                     if item is None:
                         closing = True
                         break
+                    if item is _CHECKPOINT:
+                        checkpoint = True
+                        continue
                     group.append(item)
-            if group:
-                self._commit(group)
+                self._active = True
+            try:
+                if group:
+                    run_group(self._conn, group, sqlite=self._sqlite, where=self._where)
+                if checkpoint:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:
+                pass
+            finally:
+                with self._ready:
+                    self._active = False
             if closing:
                 with self._ready:
                     conn, self._conn = self._conn, None
                 conn.close()
                 return
 
-    def _commit(self, group: list[_Work]) -> None:
-        cur = self._conn.cursor()
-        results: list[tuple[_Work, Any, BaseException | None]] = []
-        try:
-            if self._sqlite:
-                cur.execute("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock on upgrade
-            tx = Tx(cur, pyformat=not self._sqlite)
-            for work in group:
-                cur.execute("SAVEPOINT unit")
-                tx.aborted = False
-                try:
-                    value = work.fn(tx)
-                except BaseException as exc:
-                    cur.execute("ROLLBACK TO SAVEPOINT unit")
-                    cur.execute("RELEASE SAVEPOINT unit")
-                    results.append((work, None, exc))
-                    continue
-                if tx.aborted:
-                    cur.execute("ROLLBACK TO SAVEPOINT unit")
-                cur.execute("RELEASE SAVEPOINT unit")
-                results.append((work, value, None))
-            if self._sqlite:
-                cur.execute("COMMIT")
-            else:
-                self._conn.commit()
-        except Exception as exc:
-            try:
-                if self._sqlite:
-                    self._conn.execute("ROLLBACK")
-                else:
-                    self._conn.rollback()
-            except Exception:  # the original error is the one to report
-                pass
-            failure = LedgerError(f"ledger write failed ({self._where}): {exc}")
-            for work in group:
-                work.future.set_exception(failure)
-            return
-        finally:
-            cur.close()
-        for work, value, error in results:
-            if error is None:
-                work.future.set_result(value)
-            elif isinstance(error, LedgerError | sqlite3.Error) or not isinstance(error, Exception):
-                work.future.set_exception(
-                    error if isinstance(error, LedgerError) else LedgerError(f"ledger write failed: {error}")
-                )
-            else:
-                work.future.set_exception(error)
-
     def close(self) -> None:
-        """Finish the queued work, then stop the thread and close the connection."""
+        """Finish the queued work, then stop the thread and close the connections."""
+        self.flush()
+        if self._inline_conn is not None:
+            with self._inline_lock:
+                self._inline_conn.close()
+                self._inline_conn = None
         with self._ready:
             if self._conn is None or not self._thread.is_alive():
                 return

@@ -77,6 +77,9 @@ async def admit(
         fixed = REQUEST_OVERHEAD_TOKENS + 2 * MESSAGE_OVERHEAD_TOKENS
         context_tokens = sum(decisions[d].tier.max_tokens for d in s.depends_on if d in by_id)
         bound = len(instructions.encode()) + len(s.goal.encode()) + fixed + context_tokens
+        high += model_prices.worst_case(bound, tier.max_tokens)
+        if len(plan.subtasks) == 1:
+            continue  # a one-call plan's call is checked exactly by its reservation: no tokenizer estimate
         request = ModelRequest(model=tier.model, system=instructions, max_tokens=tier.max_tokens,
                                messages=(Message(role="user", content=s.goal),))
         # The low end counts the expected prompt-cache read: the second call to a model with the
@@ -90,9 +93,11 @@ async def admit(
         else:
             cached.add(key)
             low += expected_cost(model_prices, request, cache_write_tokens=prefix, output_tokens=1)
-        high += model_prices.worst_case(bound, tier.max_tokens)
     # A one-call plan is checked exactly by its call's reservation: no read needed.
-    tight = await _tightest(ledger, accounts) if len(plan.subtasks) > 1 else None
+    if len(plan.subtasks) == 1:
+        known_low = None  # not estimated: see above
+        return Estimate(known_low, high if known else None, None, None, None)
+    tight = await _tightest(ledger, accounts)
     if tight is None:
         return Estimate(low if known else None, high if known else None, None, None, None)
     account, cap, used = tight

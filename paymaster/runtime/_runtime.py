@@ -31,7 +31,7 @@ from ..executors import (
     aggregate,
     combine,
 )
-from ..ledger import HOST, Alert, Ledger, TaskRecord, new_task_id
+from ..ledger import HOST, Alert, Ledger, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook
 from ..providers._types import Provider
@@ -317,12 +317,12 @@ class Runtime:
         inherited = () if parent is None else parent.accounts
         caps = [b for b in (task.budget.depth, None if parent is None else parent.max_depth) if b is not None]
         self.ledger.open_task_later(
-            TaskRecord(
-                id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
-                tags=task.tags, budget=task.budget.model_dump(mode="json", exclude_none=True),
-                input_preview=task.input[:500], created_at=time.time(), depth=depth,
-                parent_id=None if parent is None else parent.task.id, owner=f"{HOST}:{os.getpid()}",
-            ),
+            {
+                "id": task.id, "agent": task.agent, "agent_version": task.agent_version, "tenant": task.tenant,
+                "tags": task.tags, "budget": task.budget.model_dump(mode="json", exclude_none=True),
+                "input_preview": task.input[:500], "created_at": time.time(), "depth": depth,
+                "parent_id": None if parent is None else parent.task.id, "owner": f"{HOST}:{os.getpid()}",
+            },
             {**own, **chain},
         )
         accounts = tuple(dict.fromkeys([f"task:{task.id}", *inherited, *chain]))
