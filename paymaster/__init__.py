@@ -1,5 +1,6 @@
 """Paymaster: a runtime for AI agents that never overspends."""
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._money import from_picos
@@ -14,26 +15,26 @@ from .errors import (
     ProviderError,
     UnknownTierError,
 )
-from .executors import ApprovalRequest, CapPolicy, RetryPolicy, Tool, tool
-from .ledger import Alert, Ledger
-from .planners import Complexity, Plan, Subtask
-from .pricing import ModelPrices, PriceBook
-from .providers import (
-    AnthropicProvider,
-    Message,
-    ModelRequest,
-    ModelResponse,
-    OpenAIProvider,
-    Provider,
-    ReplayProvider,
-    ScriptedProvider,
-    Usage,
-)
-from .router import ScoreRouter, Tier, TierTable
-from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
 
 if TYPE_CHECKING:
     from .cache import SemanticCache
+    from .executors import ApprovalRequest, CapPolicy, RetryPolicy, Tool, tool
+    from .ledger import Alert, Ledger
+    from .planners import Complexity, Plan, Subtask
+    from .pricing import ModelPrices, PriceBook
+    from .providers import (
+        AnthropicProvider,
+        Message,
+        ModelRequest,
+        ModelResponse,
+        OpenAIProvider,
+        Provider,
+        ReplayProvider,
+        ScriptedProvider,
+        Usage,
+    )
+    from .router import ScoreRouter, Tier, TierTable
+    from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
 
 __version__ = "0.1.0"
 
@@ -84,10 +85,28 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The semantic cache is imported on first use, so that `import paymaster` stays light.
-    if name == "SemanticCache":
-        from .cache import SemanticCache
+# Where each public name lives. They are imported on first use, so `import paymaster` (and every
+# `paymaster` command) starts without loading the SDKs, SQLModel or the cache's models.
+_LAZY = {
+    "ApprovalRequest": "executors", "CapPolicy": "executors", "RetryPolicy": "executors", "Tool": "executors",
+    "tool": "executors", "Alert": "ledger", "Ledger": "ledger", "Complexity": "planners", "Plan": "planners",
+    "Subtask": "planners", "ModelPrices": "pricing", "PriceBook": "pricing", "AnthropicProvider": "providers",
+    "Message": "providers", "ModelRequest": "providers", "ModelResponse": "providers", "OpenAIProvider": "providers",
+    "Provider": "providers", "ReplayProvider": "providers", "ScriptedProvider": "providers", "Usage": "providers",
+    "ScoreRouter": "router", "Tier": "router", "TierTable": "router", "Agent": "runtime", "Budget": "runtime",
+    "Limit": "runtime", "Outcome": "runtime", "Runtime": "runtime", "Task": "runtime", "TaskStatus": "runtime",
+    "SemanticCache": "cache",
+}
 
-        return SemanticCache
-    raise AttributeError(f"module 'paymaster' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'paymaster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

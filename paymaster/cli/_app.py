@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from sqlmodel import col, select
 
-from .. import ScriptedProvider, __version__
-from .._files import load_module
+from .. import __version__
 from ..errors import PaymasterError
-from ..ledger import Ledger, TaskRecord
-from ..runtime import Agent, Runtime
 from ._eval import calibrate_command, eval_command
-from ._finops import export_tasks, reconcile_command, statement_command
+from ._finops import export_tasks, open_or_exit, reconcile_command, statement_command
 from ._report import report_command
 from ._tables import LEDGER_HELP, make_console, open_ledger, task_detail, tasks_table, when
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger, TaskRecord
+
+# Start-up is part of every command: the SDKs, SQLModel and the runtime are imported inside the
+# commands that need them, so `paymaster --help` and the reading commands start in a fraction of a second.
 
 app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False)
 ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=True)
@@ -58,6 +60,10 @@ def _open(url: str | None, *, must_exist: bool = True) -> Ledger:
 
 def _matching_ids(db: Ledger, prefix: str, limit: int = 10) -> list[TaskRecord]:
     """Tasks whose id starts with ``prefix``, newest first (at most ``limit`` + 1, to tell there are more)."""
+    from sqlmodel import col, select
+
+    from ..ledger import TaskRecord
+
     with db.session() as s:
         query = (
             select(TaskRecord)
@@ -85,12 +91,14 @@ def ledger_list(
     if fmt != "text":
         export_tasks(ledger, fmt, limit=limit, tenant=tenant, agent=agent)
         return
-    db = _open(ledger)
-    tasks = db.tasks(limit=limit, tenant=tenant, agent=agent)
+    from ..ledger._views import recent_tasks
+
+    with open_or_exit(ledger) as reader:
+        tasks = recent_tasks(reader, limit=limit, tenant=tenant, agent=agent)
     if not tasks:
-        console.print(f"No tasks in {db.url} yet. Run `paymaster demo` or your own agent first.", markup=False)
+        console.print(f"No tasks in {reader.url} yet. Run `paymaster demo` or your own agent first.", markup=False)
         return
-    console.print(tasks_table(tasks, title=f"Tasks in {db.url}", wide=wide))
+    console.print(tasks_table(tasks, title=f"Tasks in {reader.url}", wide=wide))
 
 
 @ledger_app.command("show")
@@ -130,6 +138,10 @@ def demo(
     examples: Annotated[Path | None, typer.Option(help="Folder of example agents.")] = None,
 ) -> None:
     """Run the example agents offline on the scripted provider and print their ledger rows."""
+    from .._files import load_module
+    from ..providers import ScriptedProvider
+    from ..runtime import Agent, Runtime
+
     folder = examples or _examples_dir()
     files = sorted(folder.glob("*.py")) if folder.is_dir() else []
     if not files:

@@ -9,29 +9,23 @@ from collections.abc import Callable
 from decimal import InvalidOperation
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .._files import load_module
 from ..errors import PaymasterError
-from ..evals._golden import GoldenItem, load_golden
-from ..evals._metrics import summarise
-from ..evals._objective import Objective
-from ..evals._plot import curve_points, plot_cost_quality
-from ..evals._record import calibrate_file, calibrate_policy_file, record_tiers
-from ..evals._run import EvalReport, ItemResult, run_golden
-from ..evals._tables import failures_table, selection_table, split_table, summary_table
-from ..providers._replay import RecordedPrompt, ReplayProvider, dump_recordings
-from ..providers._scripted import ScriptedProvider
-from ..providers._types import Provider
-from ..router._policy import load_router
-from ..router._prices import RoutingWarning
-from ..runtime import Agent, Budget, Runtime
-from ..runtime._config import Settings
 from ._tables import make_console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..evals._golden import GoldenItem
+    from ..evals._run import EvalReport, ItemResult
+    from ..providers._replay import RecordedPrompt, ReplayProvider
+    from ..providers._types import Provider
+    from ..runtime import Agent, Budget, Runtime
+
+# The evals, the runtime and the SDKs load when an eval command runs, not when `paymaster` starts.
 
 console = make_console()
 
@@ -42,6 +36,9 @@ class _Usage(Exception):
 
 def load_agent(spec: str) -> tuple[type[Agent], ModuleType]:
     """Import ``path/to/file.py:ClassName`` or ``module:ClassName`` and return the class and its module."""
+    from .._files import load_module
+    from ..runtime import Agent
+
     where, _, name = spec.rpartition(":")
     if not where or not name:
         raise _Usage(f"--agent must be 'path/to/file.py:ClassName' or 'module:ClassName', got {spec!r}")
@@ -61,6 +58,11 @@ def _runtime(
     ledger: str | None, provider: str, replay: Path | None, config: Path | None, router: Path | None,
     module: ModuleType,
 ) -> tuple[Runtime, ReplayProvider | None]:
+    from ..providers._replay import ReplayProvider
+    from ..providers._scripted import ScriptedProvider
+    from ..router._policy import load_router
+    from ..runtime import Runtime
+
     replayer: ReplayProvider | None = None
     if replay is not None or provider == "replay":
         if replay is None:
@@ -85,6 +87,8 @@ def _runtime(
 
 
 def _budget(usd: str) -> Budget:
+    from ..runtime import Budget
+
     try:
         return Budget(usd=usd)
     except ValueError:
@@ -110,6 +114,8 @@ def _report_json(report: EvalReport) -> dict[str, Any]:
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     return Progress(*columns, console=console, transient=True)
 
@@ -118,6 +124,13 @@ def _record(
     runtime: Runtime, agent: type[Agent], items: list[GoldenItem], tiers: list[str] | None, tenant: str,
     replayer: ReplayProvider | None, path: Path, budget: Budget | None,
 ) -> None:
+    import anyio
+
+    from ..evals._metrics import summarise
+    from ..evals._record import record_tiers
+    from ..evals._tables import split_table
+    from ..providers._replay import dump_recordings
+
     names = tiers or [t.name for t in runtime.tiers.tiers]
     by_tier: dict[str, list[ItemResult]] = {n: [] for n in names}
     with runtime, _progress() as progress:
@@ -177,6 +190,12 @@ def eval_command(
                                                    "agent's Budget.usd (e.g. to record a deep tier).")] = None,
 ) -> None:
     """Run a golden set through the runtime; report accuracy, cost, cost per success and the tier split."""
+    import anyio
+
+    from ..evals._golden import load_golden
+    from ..evals._run import run_golden
+    from ..evals._tables import failures_table, selection_table, split_table, summary_table
+
     try:
         budget = None if budget_usd is None else _budget(budget_usd)
         items: list[GoldenItem] = load_golden(golden)[:limit]
@@ -237,6 +256,13 @@ def calibrate_command(
                                              "cascade per prompt) or cascade (one cascade for all).")] = "score",
 ) -> None:
     """Calibrate a router on recorded outcomes; write the file Runtime(router=...) loads."""
+    from ..evals._objective import Objective
+    from ..evals._plot import curve_points, plot_cost_quality
+    from ..evals._record import calibrate_file
+    from ..evals._tables import split_table
+    from ..router._prices import RoutingWarning
+    from ..runtime._config import Settings
+
     if router in ("utility", "cascade"):
         _calibrate_policy(records, out, target, objective, reference, embedder, tiers, delta, config, router)
         return
@@ -282,6 +308,12 @@ def _calibrate_policy(
     delta: float, config: Path | None, router: str,
 ) -> None:
     """``paymaster calibrate --router utility|cascade``: write a policy file."""
+    from ..evals._objective import Objective
+    from ..evals._record import calibrate_policy_file
+    from ..evals._tables import split_table
+    from ..router._prices import RoutingWarning
+    from ..runtime._config import Settings
+
     try:
         if objective not in ("quality", "cost"):
             raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")

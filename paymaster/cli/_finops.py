@@ -12,12 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PaymasterError
-from ..ledger._reader import Reader, open_reader
-from ..ledger._views import TASK_COLUMNS, task_rows
 from ._export import FORMATS, emit, to_csv, to_json
 from ._tables import LEDGER_HELP, make_console, usd
 
 if TYPE_CHECKING:
+    from ..ledger._reader import Reader
     from ..ledger._reconcile import Reconciliation
     from ..ledger._statements import Statement
 
@@ -31,6 +30,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def open_or_exit(url: str | None) -> Reader:
     """A reader over the ledger, or a clear error and exit status 2."""
+    from ..ledger._reader import open_reader
+
     try:
         return open_reader(url, must_exist=True)
     except PaymasterError as exc:
@@ -45,6 +46,8 @@ def check_format(fmt: str) -> None:
 
 def export_tasks(url: str | None, fmt: str, *, limit: int, tenant: str | None, agent: str | None) -> None:
     """``paymaster ledger --format json|csv``: the recent tasks, newest first."""
+    from ..ledger._views import TASK_COLUMNS, task_rows
+
     check_format(fmt)
     with open_or_exit(url) as reader:
         rows = task_rows(reader, limit=limit, tenant=tenant, agent=agent)

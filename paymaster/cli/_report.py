@@ -6,19 +6,20 @@ import datetime as dt
 import re
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PaymasterError
-from ..ledger._queries import Anomalies, Distribution, Scope, Spend, Summary
-from ..ledger._reader import open_reader
-from ..ledger._views import Report, build_report, report_dict, report_rows
 from ._export import FORMATS, emit, to_csv, to_json
 from ._tables import LEDGER_HELP, make_console
 from ._tables import usd as fmt_usd
+
+if TYPE_CHECKING:  # imported when the command runs, so `paymaster --help` does not pay for them
+    from ..ledger._queries import Anomalies, Distribution, Scope, Spend, Summary
+    from ..ledger._views import Report
 
 console = make_console()
 
@@ -173,6 +174,10 @@ def report_command(
     ] = None,
 ) -> None:
     """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings and anomalies."""
+    from ..ledger._queries import Scope
+    from ..ledger._reader import open_reader
+    from ..ledger._views import build_report, report_dict, report_rows
+
     try:
         scope = Scope(
             since=None if since is None else parse_when(since),

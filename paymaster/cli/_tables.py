@@ -6,6 +6,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -13,8 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .._money import from_picos
-from ..ledger import Ledger, StepRecord, TaskRecord, resolve_url
-from ..ledger._paths import check_ledger_path
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger, StepRecord, TaskRecord
+    from ..ledger._views import TaskRow
 
 _STATUS_STYLE = {"succeeded": "green", "budget_exceeded": "yellow", "failed": "red", "running": "cyan"}
 _MICRO = Decimal("0.000001")
@@ -35,6 +38,9 @@ def open_ledger(url: str | None, *, must_exist: bool) -> Ledger:
 
     Raises PaymasterError with a one-line message (missing directory or file, not a ledger).
     """
+    from ..ledger import Ledger, resolve_url
+    from ..ledger._paths import check_ledger_path
+
     check_ledger_path(resolve_url(url), must_exist=must_exist)
     return Ledger(url)
 
@@ -73,12 +79,12 @@ def compact_table(title: str | None = None, *, show_header: bool = True) -> Tabl
     )
 
 
-def task_cost(task: TaskRecord) -> str:
+def task_cost(task: TaskRecord | TaskRow) -> str:
     """A task's cost for display; unknown when a call had no price."""
     return "unknown" if task.unpriced_calls else picos_usd(task.cost_picos)
 
 
-def tasks_table(tasks: Sequence[TaskRecord], title: str = "Tasks", *, wide: bool = False) -> Table:
+def tasks_table(tasks: Sequence[TaskRecord | TaskRow], title: str = "Tasks", *, wide: bool = False) -> Table:
     """One row per task: id, when (UTC), agent, status and cost; ``wide`` adds tenant/tags, calls, tokens, baseline.
 
     The default fits 80 columns; the wide view needs about 140.

@@ -10,11 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from ..errors import ConfigurationError, LedgerError
-from ._tables import TaskRecord
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _WHERE = "pass another with --ledger, PAYMASTER_LEDGER or Runtime(ledger=...)"
@@ -22,6 +18,10 @@ _WHERE = "pass another with --ledger, PAYMASTER_LEDGER or Runtime(ledger=...)"
 
 def sqlite_path(url: str) -> Path | None:
     """The file a ``sqlite://`` URL names; None for other databases, in-memory and URI-style ones."""
+    # SQLAlchemy only here: the reading commands check plain paths with check_sqlite_file and start faster.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -40,8 +40,12 @@ def check_ledger_path(url: str, *, must_exist: bool = False) -> None:
     ``must_exist`` is for read-only commands: they never create a database.
     """
     path = sqlite_path(url)
-    if path is None:
-        return
+    if path is not None:
+        check_sqlite_file(path, must_exist=must_exist)
+
+
+def check_sqlite_file(path: Path, *, must_exist: bool = False) -> None:
+    """The checks of :func:`check_ledger_path` on a SQLite file path."""
     if path.is_dir():
         raise ConfigurationError(f"the ledger path {path} is a directory, not a ledger file; {_WHERE}")
     if not path.exists():
@@ -66,7 +70,7 @@ def _has_task_table(path: Path) -> bool:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         found = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TaskRecord.__tablename__,)
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'"
         ).fetchone()
     except sqlite3.DatabaseError:
         return False

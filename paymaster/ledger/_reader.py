@@ -171,10 +171,14 @@ def open_reader(url: str | Path | None, *, must_exist: bool = False) -> Reader:
 
     ``must_exist`` (the reading commands) refuses a SQLite path with no ledger rather than create one.
     """
-    if must_exist and _sqlite_file(ledger_url(url)) is not None:
-        from ._paths import check_ledger_path
+    if must_exist:
+        from ._paths import check_ledger_path, check_sqlite_file
 
-        check_ledger_path(ledger_url(url), must_exist=True)
+        path = _sqlite_file(ledger_url(url))
+        if path is not None:
+            check_sqlite_file(path, must_exist=True)  # a plain path: no SQLAlchemy needed to check it
+        else:
+            check_ledger_path(ledger_url(url), must_exist=True)
     try:
         return Reader(url)
     except sqlite3.Error as exc:

@@ -305,12 +305,35 @@ TASK_COLUMNS = (
 )
 
 
-def task_rows(
+@dataclass(frozen=True)
+class TaskRow:
+    """A task's listing columns, read without SQLModel (what ``paymaster ledger`` shows and exports)."""
+
+    id: str
+    created_at: float
+    finished_at: float | None
+    agent: str
+    agent_version: str
+    tenant: str
+    tags: dict[str, str]
+    status: str
+    stop_reason: str | None
+    success: bool | None
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_hits: int
+    unpriced_calls: int
+    cost_picos: int
+    baseline_picos: int
+    saved_picos: int
+
+
+def recent_tasks(
     reader: Reader, *, limit: int = 50, tenant: str | None = None, agent: str | None = None
-) -> list[dict[str, Any]]:
-    """The most recent tasks, newest first, as export rows (cost None when a call had no price)."""
-    scope = Scope(tenant=tenant, agent=agent)
-    cond, params = where(reader, scope, finished=False)
+) -> list[TaskRow]:
+    """The most recent tasks (running ones too), newest first."""
+    cond, params = where(reader, Scope(tenant=tenant, agent=agent), finished=False)
     rows = reader.rows(
         "SELECT tasks.id, tasks.created_at, tasks.finished_at, tasks.agent, tasks.agent_version, tasks.tenant, "
         f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
@@ -318,16 +341,27 @@ def task_rows(
         f"tasks.saved_picos FROM tasks WHERE {cond} ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
         params,
     )
+    return [
+        TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8],
+                None if r[9] is None else bool(r[9]), *(int(v or 0) for v in r[10:]))
+        for r in rows
+    ]
+
+
+def task_rows(
+    reader: Reader, *, limit: int = 50, tenant: str | None = None, agent: str | None = None
+) -> list[dict[str, Any]]:
+    """The most recent tasks, newest first, as export rows (cost None when a call had no price)."""
     out = []
-    for r in rows:
-        unknown = bool(r[14])
+    for t in recent_tasks(reader, limit=limit, tenant=tenant, agent=agent):
+        unknown = bool(t.unpriced_calls)
         out.append({
-            "id": r[0], "created_at": _iso(r[1]), "finished_at": _iso(r[2]), "agent": r[3], "agent_version": r[4],
-            "tenant": r[5], "tags": json.loads(r[6]) if r[6] else {}, "status": r[7], "stop_reason": r[8],
-            "success": None if r[9] is None else bool(r[9]), "calls": r[10], "input_tokens": r[11],
-            "output_tokens": r[12], "cache_hits": r[13], "unpriced_calls": r[14],
-            "cost_usd": None if unknown else usd_text(from_picos(int(r[15]))),
-            "baseline_usd": None if unknown else usd_text(from_picos(int(r[16]))),
-            "saved_usd": usd_text(from_picos(int(r[17] or 0))),
+            "id": t.id, "created_at": _iso(t.created_at), "finished_at": _iso(t.finished_at), "agent": t.agent,
+            "agent_version": t.agent_version, "tenant": t.tenant, "tags": t.tags, "status": t.status,
+            "stop_reason": t.stop_reason, "success": t.success, "calls": t.calls, "input_tokens": t.input_tokens,
+            "output_tokens": t.output_tokens, "cache_hits": t.cache_hits, "unpriced_calls": t.unpriced_calls,
+            "cost_usd": None if unknown else usd_text(from_picos(t.cost_picos)),
+            "baseline_usd": None if unknown else usd_text(from_picos(t.baseline_picos)),
+            "saved_usd": usd_text(from_picos(t.saved_picos)),
         })
     return out
