@@ -126,3 +126,15 @@ def test_load_router_reads_either_file_and_names_a_wrong_one(tmp_path: Path) -> 
     broken.write_text('{"format": "paymaster.policy", "kind": "cascade"}')
     with pytest.raises(ConfigurationError, match="a cascade policy needs"):
         load_router(broken, provider.tier_table())
+
+
+def test_a_config_file_names_the_policy(tmp_path: Path) -> None:
+    prompts = recordings(12)
+    calibration = calibrate_cascade(RecordSet.build(prompts), objective=Objective.quality("0.95", delta=None),
+                                    escalate="large", models=["small", "medium"])
+    write_cascade_policy(calibration, tmp_path / "policy.json")
+    (tmp_path / "paymaster.toml").write_text('[router]\npolicy = "policy.json"\n')  # relative to the config file
+    provider = ReplayProvider(prompts)
+    with Runtime(ledger=tmp_path / "l.db", provider=provider, tiers=provider.tier_table(),
+                 prices=provider.price_book(), config=tmp_path / "paymaster.toml") as runtime:
+        assert isinstance(runtime.router, PolicyRouter) and runtime.router.policy.kind == "cascade"
