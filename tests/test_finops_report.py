@@ -103,3 +103,24 @@ def test_the_reader_agrees_with_the_ledger_on_urls_and_open_statuses(tmp_path: P
     # A file that does not exist yet is created with the ledger's tables, like Ledger(...) does.
     with Reader(tmp_path / "new.db") as reader:
         assert reader.rows("SELECT COUNT(*) FROM tasks") == [(0,)]
+
+
+def test_a_report_reads_one_state_of_the_ledger_while_tasks_keep_finishing(fleet: Ledger, ledger_path: Path) -> None:
+    reader = Reader(ledger_path)
+    first_query = reader.rows
+
+    def then_a_task_finishes(sql: str, params: dict[str, object] | None = None) -> list[tuple[object, ...]]:
+        rows = first_query(sql, params)
+        if not hasattr(then_a_task_finishes, "done"):
+            then_a_task_finishes.done = True  # type: ignore[attr-defined]
+            add_task(fleet, "late", "triage", "50.00", tags={"team": "support"})  # another process, meanwhile
+        return rows
+
+    reader.rows = then_a_task_finishes  # type: ignore[method-assign]
+    with reader:
+        report = build_report(reader, anomaly_limit=None)
+    # Every section is from before the late task: the totals, the percentiles and the anomalies agree.
+    assert report.summary.tasks == 14 and report.summary.cost == D("4.5")
+    assert max(d.max for d in report.distributions if d.max is not None) == D("2")
+    assert "late" not in {a.task_id for a in report.anomalies.tasks}
+    assert build_report(fleet).summary.tasks == 15  # and the next report sees it

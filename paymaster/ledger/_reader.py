@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, LedgerError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from ._ledger import Ledger
 
 # The same as ``_tables.TASK_STATUSES_OPEN`` (a test pins it); kept here so reading needs no SQLModel import.
@@ -63,6 +66,7 @@ class Reader:
         self._ledger: Ledger | None = None
         self._owns_ledger = False
         self._conn: sqlite3.Connection | None = None
+        self._held: Connection | None = None  # the connection of an open PostgreSQL snapshot
         if source is not None and not isinstance(source, str | Path):
             self._ledger = source
             self.url = source.url
@@ -97,6 +101,33 @@ class Reader:
         finally:
             self._conn.execute("PRAGMA busy_timeout=30000")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every query inside reads one state of the ledger, so figures from several queries add up.
+
+        SQLite: one read transaction (WAL readers see the state at their first read, writers go on).
+        PostgreSQL: one REPEATABLE READ transaction. A SQLite ledger opened through a ``Ledger`` (whose
+        transactions take the write lock) reads statement by statement instead.
+        """
+        if self._conn is not None:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")
+            return
+        assert self._ledger is not None
+        if self.dialect != "postgresql" or self._held is not None:
+            yield
+            return
+        with self._ledger.engine.connect() as conn:
+            self._held = conn.execution_options(isolation_level="REPEATABLE READ")
+            try:
+                with self._held.begin():
+                    yield
+            finally:
+                self._held = None
+
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Every row of one query with ``:name`` parameters."""
         params = dict(params or {})
@@ -113,6 +144,8 @@ class Reader:
 
         assert self._ledger is not None
         try:
+            if self._held is not None:
+                return [tuple(r) for r in self._held.execute(text(sql), params).all()]
             with self._ledger.engine.connect() as conn:
                 return [tuple(r) for r in conn.execute(text(sql), params).all()]
         except SQLAlchemyError as exc:

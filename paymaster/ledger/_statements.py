@@ -106,6 +106,14 @@ def statement(
         group = reader.tag_value("linekey")
     shared_in, shared_params = in_params("sk", list(SHARED_KINDS))
     params.update(shared_params)
+    with reader.snapshot():  # the lines and the task counts from one state of the ledger
+        return _query(reader, month, tenant, dict(tags or {}), by, shared, group, shared_in, cond, params)
+
+
+def _query(
+    reader: Reader, month: str, tenant: str | None, tags: dict[str, str], by: str, shared: SharedMode, group: str,
+    shared_in: str, cond: str, params: dict[str, Any],
+) -> Statement:
     rows = reader.rows(
         f"SELECT {group}, CASE WHEN steps.kind IN {shared_in} THEN steps.kind ELSE '' END, "
         "SUM(CASE WHEN steps.kind NOT IN ('tool', 'cache_hit') THEN 1 ELSE 0 END), "
@@ -124,7 +132,7 @@ def statement(
             params,
         )
     }
-    return _build(month, tenant, dict(tags or {}), by, shared, rows, tasks, reader.url)
+    return _build(month, tenant, tags, by, shared, rows, tasks, reader.url)
 
 
 def _build(

@@ -146,6 +146,13 @@ def build_report(
     """Run the report's queries once: totals, percentiles, top spenders, showback, top anomalies (and charts)."""
     reader = as_reader(source)
     scope = scope or Scope()
+    if by not in ("tenant", "agent") and not by.startswith("tag:"):
+        raise ValueError(f"group by 'tenant', 'agent' or 'tag:KEY', not {by!r}")
+    with reader.snapshot():  # one state of the ledger, so the sections add up while tasks keep finishing
+        return _build(reader, scope, by, limit, anomaly_limit, charts)
+
+
+def _build(reader: Reader, scope: Scope, by: str, limit: int, anomaly_limit: int | None, charts: bool) -> Report:
     rolled = rollup(reader, scope)
     costs = agent_costs(reader, scope)
     found = anomalies(reader, scope, limit=anomaly_limit, costs=costs)
@@ -154,8 +161,6 @@ def build_report(
         days, daily = daily_by_agent(reader, scope)
         hists = [h for h in (histogram(a, costs.priced[a]) for a in sorted(costs.priced)) if h is not None]
         drawn = Charts(days, daily, hists, tier_split(reader, scope))
-    if by not in ("tenant", "agent") and not by.startswith("tag:"):
-        raise ValueError(f"group by 'tenant', 'agent' or 'tag:KEY', not {by!r}")
     return Report(
         url=reader.url, scope=scope, by=by, summary=rolled.summary,
         distributions=cost_distribution(reader, costs=costs),
