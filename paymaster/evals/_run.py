@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..providers._replay import ReplayProvider
+from ..router._cascade import STAGES
 from ..runtime import Agent, Budget, Runtime, TaskStatus
 from ._golden import GoldenItem
 from ._metrics import SelectionRow, Summary, model_selection, split_by, summarise
 from ._scorers import Recorded, Verdict, score
 
 _ANSWERING_KINDS = ("execute", "retry")
+_CHECK_STAGE = STAGES[1]  # a cascade's check answers too, but its answer is never the output
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ async def run_item(
 ) -> ItemResult:
     """Run one item as a task (under ``budget`` when given, else the agent's) and score its output."""
     outcome = await runtime.run(agent, item.input, tenant=tenant, tags={**(tags or {}), **item.tags}, budget=budget)
-    steps = [s for s in runtime.ledger.steps(outcome.task_id) if s.kind in _ANSWERING_KINDS and s.status == "ok"]
+    steps = [s for s in runtime.ledger.steps(outcome.task_id)
+             if s.kind in _ANSWERING_KINDS and s.status == "ok" and _CHECK_STAGE not in (s.note or "")]
     tiers = tuple(s.tier or "-" for s in steps)
     models = tuple(s.model or "-" for s in steps)
     recorded = None

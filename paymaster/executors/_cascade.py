@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from ..planners._plan import Subtask
 from ..router import RouteDecision, Tier, answer_key
+from ..router._cascade import STAGES
 from ._guard import CallContext
 from ._tools import Tool
 
@@ -35,20 +36,20 @@ async def run_cascade(
     stages = decision.cascade
     assert stages is not None, "run_cascade needs a decision with a cascade"
 
-    def stage(tier: Tier, what: str) -> RouteDecision:
-        return RouteDecision(subtask_id=decision.subtask_id, tier=tier, reason=f"{decision.reason}; cascade {what}")
+    def stage(tier: Tier, number: int, what: str) -> RouteDecision:
+        return RouteDecision(subtask_id=decision.subtask_id, tier=tier,
+                             reason=f"{decision.reason}; {STAGES[number - 1]} {what}")
 
-    answer = await run_subtask(ctx, subtask, stage(stages.answer, f"stage 1: answer on {stages.answer.name}"),
+    answer = await run_subtask(ctx, subtask, stage(stages.answer, 1, f"on {stages.answer.name}"),
                                instructions, context, tools)
     check = await run_subtask(
         ctx, subtask,
-        stage(stages.check, f"stage 2: check on {stages.check.name} (escalates to {stages.escalate.name} if its "
-                            f"answer differs from {stages.answer.name}'s)"),
+        stage(stages.check, 2, f"on {stages.check.name} (escalates to {stages.escalate.name} if its answer "
+                               f"differs from {stages.answer.name}'s)"),
         instructions, context, tools,
     )
     if answer_key(answer) == answer_key(check):
         return answer
     said = f"{stages.answer.name} said {answer_key(answer)[:40]!r}, {stages.check.name} {answer_key(check)[:40]!r}"
-    return await run_subtask(ctx, subtask, stage(stages.escalate, f"stage 3: escalated to {stages.escalate.name} "
-                                                                  f"({said})"),
+    return await run_subtask(ctx, subtask, stage(stages.escalate, 3, f"to {stages.escalate.name} ({said})"),
                              instructions, context, tools)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 _CHOICE = re.compile(r"^\W{0,3}(?:answer\s*(?:is)?\s*[:\-]?\s*)?\(?([A-Za-z])(?:$|[).:\]]|\s+\()", re.IGNORECASE)
 _EDGE_PUNCT = ".,;:!?\"'`()[]{} \n\t"
 
+STAGES = ("cascade stage 1: answer", "cascade stage 2: check", "cascade stage 3: escalated")
+"""How each cascade stage's ledger note starts (after the routing reason): the check's answer is never the output."""
+
 
 def answer_key(response: str) -> str:
     """What a cascade's check compares: a choice letter ("B", "(B)", "Answer: B."), else normalised text."""

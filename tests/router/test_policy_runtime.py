@@ -138,3 +138,24 @@ def test_a_config_file_names_the_policy(tmp_path: Path) -> None:
     with Runtime(ledger=tmp_path / "l.db", provider=provider, tiers=provider.tier_table(),
                  prices=provider.price_book(), config=tmp_path / "paymaster.toml") as runtime:
         assert isinstance(runtime.router, PolicyRouter) and runtime.router.policy.kind == "cascade"
+
+
+def test_an_eval_through_a_cascade_credits_the_answer_not_the_check(tmp_path: Path) -> None:
+    from paymaster.evals import GoldenItem, run_golden
+    from paymaster.evals._scorers import Recorded
+
+    prompts = recordings(16)
+    records = RecordSet.build(prompts)
+    calibration = calibrate_cascade(records, objective=Objective.quality("0.95", delta=None), escalate="large",
+                                    models=["small", "medium"])
+    policy = write_cascade_policy(calibration, tmp_path / "policy.json")
+    offline = cascaded(records, "cascade", calibration.cascade, [True] * len(records), ["large"] * len(records))
+    items = [GoldenItem(id=p.id, input=p.prompt, scorer=Recorded()) for p in prompts]
+    provider = ReplayProvider(prompts)
+    with Runtime(ledger=tmp_path / "l.db", provider=provider, tiers=provider.tier_table(),
+                 prices=provider.price_book(), router=policy) as runtime:
+        report = anyio.run(lambda: run_golden(runtime, Bench, items, replay=provider))
+    # The answering tier is the cascade's answer (checked) or its escalation, never the check tier.
+    assert [r.tier for r in report.results] == [route.split(" ")[0] for route in offline.routes]
+    assert [r.correct for r in report.results] == list(offline.correct)
+    assert report.summary.cost_usd == offline.summary.cost_usd
