@@ -1,0 +1,111 @@
+"""Many tasks at once: wall time against the plan's critical path, event-loop lag, memory, caps.
+
+1,000 tasks of 5 subtasks each (4 independent, then 1 joining them) run at
+once against a scripted provider with 200 ms latency; the critical path of a
+plan is 2 x 200 ms. A ticker task measures how late the event loop wakes it
+(its lag) while the tasks run. Three runs: no cap; a tenant day cap of 1.2x
+what the work costs (every task should succeed); and of 0.5x (no overshoot:
+spend stays under the cap).
+
+    python bench/concurrency.py --tasks 1000 --markdown bench/out/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+
+from paymaster import Agent, Budget, Complexity, Limit, Plan, Runtime, ScriptedProvider, Subtask, Usage
+from paymaster._money import from_picos
+
+LATENCY = 0.2
+USAGE = Usage(input_tokens=200, output_tokens=50)
+
+
+class Fanout(Agent):
+    name = "fanout"
+    fixed_plan = Plan(subtasks=[
+        *(Subtask(id=f"part{i}", goal=f"Part {i} of the job.", complexity=Complexity.SIMPLE) for i in range(4)),
+        Subtask(id="join", goal="Join the parts.", complexity=Complexity.SIMPLE,
+                depends_on=[f"part{i}" for i in range(4)]),
+    ])
+
+    def aggregate(self, input: str, outputs: dict[str, str]) -> str | None:
+        return outputs["join"]
+
+
+async def ticker(lags: list[float], stop: anyio.Event) -> None:
+    interval = 0.01
+    while not stop.is_set():
+        started = time.perf_counter()
+        await anyio.sleep(interval)
+        lags.append(time.perf_counter() - started - interval)
+
+
+async def one_run(ledger: Path, tasks: int, cap: Decimal | None) -> dict[str, object]:
+    limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))] if cap is not None else []
+    provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY)
+    lags: list[float] = []
+    stop = anyio.Event()
+    with Runtime(ledger=ledger, provider=provider, limits=limits) as rt:
+        outcomes = []
+
+        async def task(i: int) -> None:
+            outcomes.append(await rt.run(Fanout, f"Job {i}.", tenant="acme"))
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(ticker, lags, stop)
+            async with anyio.create_task_group() as tg:
+                for i in range(tasks):
+                    tg.start_soon(task, i)
+            wall = time.perf_counter() - started
+            stop.set()
+        spent = sum((o.cost_usd or Decimal(0)) for o in outcomes)
+        day = next((a for a in (rt.ledger.account(f"tenant:acme:day:{time.strftime('%Y-%m-%d', time.gmtime())}"),)
+                    if a is not None), None)
+    lags.sort()
+    return {
+        "wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lags[int(0.99 * (len(lags) - 1))] * 1000,
+        "succeeded": sum(o.status.value == "succeeded" for o in outcomes), "spent": spent,
+        "account_spent": None if day is None else from_picos(day.spent_picos), "cap": cap,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args()
+    rows = ["| run | wall s | x critical path | loop lag p99 ms | succeeded | spent | cap |",
+            "|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = anyio.run(one_run, Path(tmp) / "free.db", args.tasks, None)
+        work = base["spent"]
+        assert isinstance(work, Decimal)
+        runs = {"no cap": base}
+        for factor in (Decimal("1.2"), Decimal("0.5")):
+            runs[f"tenant cap {factor}x the work"] = anyio.run(one_run, Path(tmp) / f"cap{factor}.db", args.tasks,
+                                                               (work * factor).quantize(Decimal("0.000001")))
+    for name, r in runs.items():
+        wall, critical = float(r["wall"]), float(r["critical"])  # type: ignore[arg-type]
+        rows.append(f"| {name} | {wall:.2f} | {wall / critical:.2f} | {float(r['lag_p99_ms']):.1f} | "  # type: ignore[arg-type]
+                    f"{r['succeeded']}/{args.tasks} | ${r['account_spent'] or r['spent']} | "
+                    f"{'-' if r['cap'] is None else '$' + str(r['cap'])} |")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table = "\n".join(rows) + f"\n\nPeak RSS {peak_mb:.0f} MB."
+    print(table)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        with args.markdown.open("a") as out:
+            out.write(f"\n### {args.tasks} tasks x 5 subtasks, {LATENCY * 1000:.0f} ms provider latency\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
