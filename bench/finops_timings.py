@@ -66,6 +66,9 @@ def main() -> None:
         rows.append(("`paymaster report`", f"{steps:,}", *timed([py, "-c", CLI, "report", "-l", db], args.runs)))
         rows.append(("`paymaster report --format json`", f"{steps:,}",
                      *timed([py, "-c", CLI, "report", "-l", db, "--format", "json"], args.runs)))
+        html = str(ROOT / "bench" / "out" / "report.html")
+        rows.append(("`paymaster report --html` (charts read every step)", f"{steps:,}",
+                     *timed([py, "-c", CLI, "report", "-l", db, "--html", html], args.runs)))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load} at the end; wall time includes waiting for the CPU.")
     print(f"| command | ledger steps | wall, best of {args.runs} | wall, median | CPU (user + sys), best |")
