@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from typer.testing import CliRunner
 from paymaster import Ledger
 from paymaster.cli import app
 from paymaster.ledger import TaskRecord
+from paymaster.ledger._queries import Scope
+from paymaster.ledger._reader import Reader
+from paymaster.ledger._views import eval_points
 from tests.finops_helpers import DAY1, add_task
 
 runner = CliRunner()
@@ -41,6 +45,10 @@ def report_html(ledger: Ledger, ledger_path: Path, tmp_path: Path) -> str:
     ledger.record_step({"task_id": "deep", "kind": "execute", "tier": "deep", "model": "gpt-4o", "provider": "openai",
                         "cost_picos": 10**12, "baseline_picos": 10**12, "created_at": DAY1})
     ledger.finish_task("deep", status="succeeded", stop_reason=None, output="ok", success=True)
+    # Eval records: the same items on two tiers (tenant eval, tagged with the tier).
+    for i in range(4):
+        add_task(ledger, f"e-fast-{i}", "grader", "0.01", tenant="eval", tags={"tier": "fast"}, success=i < 2)
+        add_task(ledger, f"e-deep-{i}", "grader", "0.20", tenant="eval", tags={"tier": "deep"}, success=i < 3)
     out = tmp_path / "report.html"
     result = runner.invoke(app, ["report", "-l", str(ledger_path), "--html", str(out)])
     assert result.exit_code == 0, result.output
@@ -49,7 +57,7 @@ def report_html(ledger: Ledger, ledger_path: Path, tmp_path: Path) -> str:
 
 
 EXPECTED_CHARTS = {"daily", "savings", "tiers", "outcome", "hist-triage", "hist-refund", "hist-research",
-                   "showback-team", "top"}
+                   "hist-grader", "showback-team", "showback-tier", "top", "quality"}
 
 
 def test_the_page_is_self_contained_and_escapes_ledger_text(report_html: str) -> None:
@@ -57,6 +65,7 @@ def test_the_page_is_self_contained_and_escapes_ledger_text(report_html: str) ->
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", report_html)  # nothing fetched, no CDN
     assert "<link" not in report_html and "@import" not in report_html
     assert EVIL not in report_html and "&lt;script&gt;alert(1)&lt;/script&gt;" in report_html
+    assert "fast: 50.0% of 4 at $0.010000 a task" in report_html and "deep: 75.0% of 4" in report_html
     assert "2026-11-11</td><td class='n'>$4.800000" in report_html  # the planted day, exact, among the anomalies
 
 
@@ -90,3 +99,15 @@ def test_every_chart_renders_in_headless_chromium_without_errors(report_html: st
                       profile=tmp_path / "p2")
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
     print(f"screenshot: {shot}")
+
+
+def test_eval_records_give_each_tier_its_success_rate_and_cost(ledger: Ledger) -> None:
+    for i in range(4):
+        add_task(ledger, f"f{i}", "grader", "0.01", tenant="eval", tags={"tier": "fast"}, success=i == 0)
+        add_task(ledger, f"d{i}", "grader", "0.30", tenant="eval", tags={"tier": "deep"})
+    add_task(ledger, "live", "grader", "9.00", tags={"tier": "deep"})  # not an eval record: another tenant
+    with Reader(ledger) as reader:
+        points = eval_points(reader, Scope())
+        assert eval_points(reader, Scope(tenant="acme")) == []
+    assert [(p.tier, p.tasks, p.succeeded, p.cost_per_task) for p in points] == [
+        ("fast", 4, 1, Decimal("0.01")), ("deep", 4, 4, Decimal("0.3"))]

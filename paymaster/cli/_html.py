@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 
-from ..ledger._views import Charts, Histogram, Report
+from ..ledger._views import Charts, Histogram, QualityPoint, Report
 from ._tables import usd as fmt_usd
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -83,6 +83,11 @@ def render_html(report: Report) -> str:
         parts.append(_percentile_table(report))
     parts += [f"<h2>Top spenders by {escape(report.by)}</h2>", _bars("top", [
         (str(r.key), r.cost, f"{fmt_usd(r.cost)} · {r.tasks:,} tasks") for r in report.top])]
+    if charts is not None and charts.quality:
+        parts += ["<h2>Cost and quality of each tier (eval records)</h2>",
+                  "<p class='muted'>Tasks recorded by <code>paymaster eval --record</code> (tenant eval, one tag per "
+                  "tier): the share that succeeded against the cost per task, cheapest tier first.</p>",
+                  _quality_chart(charts.quality)]
     for key, rows in report.showback.items():
         bars = [("(untagged)" if r.key is None else r.key, r.cost, f"{fmt_usd(r.cost)} · {r.tasks:,} tasks")
                 for r in rows]
@@ -234,6 +239,40 @@ def _histogram(h: Histogram, index: int) -> str:
                    f"<title>{label}: {fmt_usd(usd)}</title></line>")
     out.append(f"<text x='{left}' y='{height - 6}'>{fmt_usd(h.edges[0])}</text>")
     out.append(f"<text x='{WIDTH - 8}' y='{height - 6}' text-anchor='end'>{fmt_usd(h.edges[-1])}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _quality_chart(points: Sequence[QualityPoint]) -> str:
+    """Success rate (y) against cost per task (x, log scale), one point per tier, joined cheapest to dearest."""
+    height, plot_h, left, plot_w = 260, 200, 56, WIDTH - 56 - 120
+    costs = [float(p.cost_per_task) or 1e-12 for p in points]
+    lo, hi = min(costs), max(costs)
+    lo, hi = (lo / 2, hi * 2) if lo == hi else (lo, hi)
+
+    def x_of(cost: float) -> float:
+        return left + (math.log10(cost) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * plot_w
+
+    def y_of(rate: float) -> float:
+        return 10 + plot_h * (1 - rate)
+
+    out = [f"<svg class='chart' data-chart='quality' width='{WIDTH}' height='{height}' role='img' "
+           "aria-label='success rate against cost per task, per tier'>"]
+    for k in range(5):
+        y = y_of(k / 4)
+        out.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{y:.1f}' y2='{y:.1f}' stroke='#eee'/>")
+        out.append(f"<text x='{left - 4}' y='{y + 4:.1f}' text-anchor='end'>{25 * k}%</text>")
+    xy = [(x_of(c), y_of(p.success_rate)) for c, p in zip(costs, points, strict=True)]
+    out.append("<polyline fill='none' stroke='#999' points='" + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy) + "'/>")
+    for i, (p, (x, y)) in enumerate(zip(points, xy, strict=True)):
+        note = f"{p.tier}: {100 * p.success_rate:.1f}% of {p.tasks:,} at {fmt_usd(p.cost_per_task)} a task"
+        out.append(f"<circle class='mark' cx='{x:.1f}' cy='{y:.1f}' r='5' fill='{PALETTE[i % len(PALETTE)]}'>"
+                   f"<title>{escape(note)}</title></circle>")
+        out.append(f"<text x='{x + 8:.1f}' y='{y - 6:.1f}'>{escape(p.tier)}</text>")
+    for p, anchor in ((points[0], "start"), (points[-1], "end")):  # the axis ends: the cheapest and dearest tiers
+        x = x_of(float(p.cost_per_task) or 1e-12)
+        label = f"{fmt_usd(p.cost_per_task)} a task"
+        out.append(f"<text x='{x:.1f}' y='{height - 24}' text-anchor='{anchor}'>{label}</text>")
     out.append("</svg>")
     return "".join(out)
 

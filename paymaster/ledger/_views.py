@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -55,13 +55,29 @@ class TierSpend:
 
 
 @dataclass(frozen=True)
+class QualityPoint:
+    """One tier's eval record (``paymaster eval --record``): tasks, successes and cost per task."""
+
+    tier: str
+    tasks: int
+    succeeded: int
+    cost_per_task: Decimal
+
+    @property
+    def success_rate(self) -> float:
+        """Share of the tier's eval tasks that succeeded."""
+        return self.succeeded / self.tasks if self.tasks else 0.0
+
+
+@dataclass(frozen=True)
 class Charts:
-    """What only the HTML report draws: spend per day and agent, cost histograms, the tier split."""
+    """What only the HTML report draws: spend per day and agent, cost histograms, the tier split, eval records."""
 
     days: list[dt.date]
     daily: dict[str, list[Decimal]]  # agent -> cost per day, aligned with ``days``
     histograms: list[Histogram]
     tiers: list[TierSpend]
+    quality: list[QualityPoint] = field(default_factory=list)  # cheapest first; empty without eval records
 
 
 @dataclass(frozen=True)
@@ -160,7 +176,7 @@ def _build(reader: Reader, scope: Scope, by: str, limit: int, anomaly_limit: int
     if charts:
         days, daily = daily_by_agent(reader, scope)
         hists = [h for h in (histogram(a, costs.priced[a]) for a in sorted(costs.priced)) if h is not None]
-        drawn = Charts(days, daily, hists, tier_split(reader, scope))
+        drawn = Charts(days, daily, hists, tier_split(reader, scope), eval_points(reader, scope))
     return Report(
         url=reader.url, scope=scope, by=by, summary=rolled.summary,
         distributions=cost_distribution(reader, costs=costs),
@@ -206,6 +222,29 @@ def histogram(agent: str, ordered_picos: list[int], bins: int = HISTOGRAM_BINS) 
         counts[i] += 1
     edges = [from_picos(max(1, round(e))) for e in edges_f]
     return Histogram(agent, edges, counts, (mid_picos / 10**12).normalize(), len(ordered_picos))
+
+
+EVAL_TENANT = "eval"  # where `paymaster eval` records its tasks, each tagged with the tier it was pinned to
+
+
+def eval_points(reader: Reader, scope: Scope) -> list[QualityPoint]:
+    """Per tier of the eval records in the scope: success rate against cost per task, cheapest tier first.
+
+    Success is the agent's own ``evaluate`` verdict as the ledger holds it; unpriced tasks are left out.
+    """
+    if scope.tenant not in (None, EVAL_TENANT):
+        return []
+    cond, params = where(reader, replace(scope, tenant=EVAL_TENANT))
+    params["evaltier"] = "tier"
+    tier = reader.tag_value("evaltier")
+    rows = reader.rows(
+        f"SELECT {tier}, COUNT(*), SUM(CASE WHEN tasks.success THEN 1 ELSE 0 END), SUM(tasks.cost_picos) "
+        f"FROM tasks WHERE {cond} AND tasks.unpriced_calls = 0 AND {tier} IS NOT NULL GROUP BY {tier}",
+        params,
+    )
+    points = [QualityPoint(str(t), int(n), int(ok), (from_picos(int(c)) / int(n)).quantize(Decimal("1e-12")))
+              for t, n, ok, c in rows]
+    return sorted(points, key=lambda p: (p.cost_per_task, p.tier))
 
 
 def tier_split(reader: Reader, scope: Scope) -> list[TierSpend]:
