@@ -33,3 +33,8 @@ def fmt_usd(usd: Decimal | None) -> str:
         return f"${text}.00"
     whole, frac = text.split(".")
     return f"${whole}.{frac.ljust(2, '0')}"
+
+
+def plain_usd(usd: Decimal) -> str:
+    """Exact dollars as plain decimal text for exports: "100", "0.000125", never "1E+2"."""
+    return format(usd.normalize(), "f")

@@ -91,7 +91,7 @@ def ledger_list(
     if fmt != "text":
         export_tasks(ledger, fmt, limit=limit, tenant=tenant, agent=agent)
         return
-    from ..ledger._views import recent_tasks
+    from ..ledger._tasklist import recent_tasks
 
     with open_or_exit(ledger) as reader:
         tasks = recent_tasks(reader, limit=limit, tenant=tenant, agent=agent)

@@ -46,7 +46,7 @@ def check_format(fmt: str) -> None:
 
 def export_tasks(url: str | None, fmt: str, *, limit: int, tenant: str | None, agent: str | None) -> None:
     """``paymaster ledger --format json|csv``: the recent tasks, newest first."""
-    from ..ledger._views import TASK_COLUMNS, task_rows
+    from ..ledger._tasklist import TASK_COLUMNS, task_rows
 
     check_format(fmt)
     with open_or_exit(url) as reader:
@@ -67,8 +67,8 @@ def statement_command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table), json or csv.")] = "text",
 ) -> None:
     """A month's statement for showback or chargeback: calls, tokens, cost and cost per outcome, line by line."""
+    from .._money import plain_usd
     from ..ledger._statements import LINE_COLUMNS, line_dict, statement, statement_dict
-    from ..ledger._views import usd_text
     from ._report import _Usage, parse_tags
 
     check_format(fmt)
@@ -86,7 +86,7 @@ def statement_command(
         emit(to_json(statement_dict(found)))
     elif fmt == "csv":
         rows = [line_dict(line) for line in found.lines]
-        rows.append({"line": "total", "total_usd": usd_text(found.total)})
+        rows.append({"line": "total", "total_usd": plain_usd(found.total)})
         emit(to_csv(rows, LINE_COLUMNS))
     else:
         _print_statement(found)

@@ -17,7 +17,7 @@ from .._money import from_picos
 
 if TYPE_CHECKING:
     from ..ledger import Ledger, StepRecord, TaskRecord
-    from ..ledger._views import TaskRow
+    from ..ledger._tasklist import TaskRow
 
 _STATUS_STYLE = {"succeeded": "green", "budget_exceeded": "yellow", "failed": "red", "running": "cyan"}
 _MICRO = Decimal("0.000001")

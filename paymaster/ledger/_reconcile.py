@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-from .._money import from_picos
+from .._money import from_picos, plain_usd
 from ._bills import ALL_MODELS, Bill, BillLine
 from ._reader import Reader
-from ._views import usd_text
 
 Status = Literal["match", "differs", "not in ledger", "not billed"]
 DEFAULT_TOLERANCE = Decimal("0.01")
@@ -173,9 +172,9 @@ def recon_dict(r: ReconRow) -> dict[str, Any]:
     diff = r.difference
     return {
         "day": r.day.isoformat(), "model": r.model, "status": r.status,
-        "ledger_usd": None if r.ledger_cost is None else usd_text(r.ledger_cost),
-        "bill_usd": None if r.bill_cost is None else usd_text(r.bill_cost),
-        "difference_usd": None if diff is None else usd_text(diff),
+        "ledger_usd": None if r.ledger_cost is None else plain_usd(r.ledger_cost),
+        "bill_usd": None if r.bill_cost is None else plain_usd(r.bill_cost),
+        "difference_usd": None if diff is None else plain_usd(diff),
         "ledger_tokens": r.ledger_tokens, "bill_tokens": r.bill_tokens, "note": r.note,
     }
 
@@ -184,7 +183,7 @@ def reconciliation_dict(rec: Reconciliation) -> dict[str, Any]:
     """The whole comparison as JSON-ready data."""
     return {
         "provider": rec.provider, "first_day": rec.first_day.isoformat(), "last_day": rec.last_day.isoformat(),
-        "tolerance_usd": usd_text(rec.tolerance), "ledger_total_usd": usd_text(rec.ledger_total),
-        "bill_total_usd": usd_text(rec.bill_total), "differences": len(rec.differences),
+        "tolerance_usd": plain_usd(rec.tolerance), "ledger_total_usd": plain_usd(rec.ledger_total),
+        "bill_total_usd": plain_usd(rec.bill_total), "differences": len(rec.differences),
         "rows": [recon_dict(r) for r in rec.rows],
     }

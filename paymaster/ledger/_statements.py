@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 
-from .._money import PICOS_PER_USD, from_picos
+from .._money import PICOS_PER_USD, from_picos, plain_usd
 from ._queries import Scope, where
 from ._reader import Reader, in_params
-from ._views import usd_text
 
 SHARED_KINDS = {"plan": "planning", "summarise": "summarising", "eval": "evals", "aggregate": "aggregation"}
 SharedMode = Literal["separate", "allocate"]
@@ -187,8 +186,8 @@ def statement_dict(s: Statement) -> dict[str, Any]:
     """The statement as JSON-ready data (money as exact decimal strings)."""
     return {
         "ledger": s.url, "month": s.month, "tenant": s.tenant, "tags": dict(s.tags), "lines_by": s.by,
-        "shared_costs": s.shared_mode, "total_usd": usd_text(s.total),
-        "shared_by_kind_usd": {k: usd_text(v) for k, v in s.shared_by_kind.items()},
+        "shared_costs": s.shared_mode, "total_usd": plain_usd(s.total),
+        "shared_by_kind_usd": {k: plain_usd(v) for k, v in s.shared_by_kind.items()},
         "lines": [line_dict(line) for line in s.lines],
     }
 
@@ -203,7 +202,8 @@ def line_dict(line: StatementLine) -> dict[str, Any]:
     return {
         "line": line.name, "shared": line.shared, "tasks": line.tasks, "outcomes": line.outcomes,
         "calls": line.calls, "tool_calls": line.tool_calls, "input_tokens": line.input_tokens,
-        "output_tokens": line.output_tokens, "unpriced_calls": line.unpriced_calls, "direct_usd": usd_text(line.direct),
-        "allocated_usd": usd_text(line.allocated), "total_usd": usd_text(line.total),
-        "cost_per_outcome_usd": None if cpo is None else usd_text(cpo),
+        "output_tokens": line.output_tokens, "unpriced_calls": line.unpriced_calls,
+        "direct_usd": plain_usd(line.direct), "allocated_usd": plain_usd(line.allocated),
+        "total_usd": plain_usd(line.total),
+        "cost_per_outcome_usd": None if cpo is None else plain_usd(cpo),
     }

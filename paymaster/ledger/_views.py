@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._money import from_picos
+from .._money import from_picos, plain_usd
 from ._queries import (
     Anomalies,
     Distribution,
@@ -273,10 +273,10 @@ def report_dict(report: Report) -> dict[str, Any]:
             "tags": dict(scope.tags),
         },
         "summary": {
-            "tasks": s.tasks, "succeeded": s.succeeded, "unpriced_tasks": s.unpriced, "cost_usd": usd_text(s.cost),
-            "baseline_usd": usd_text(s.baseline), "savings_usd": usd_text(s.savings),
+            "tasks": s.tasks, "succeeded": s.succeeded, "unpriced_tasks": s.unpriced, "cost_usd": plain_usd(s.cost),
+            "baseline_usd": plain_usd(s.baseline), "savings_usd": plain_usd(s.savings),
             "cost_per_success_usd": _money(s.cost_per_success), "cache_hits": s.cache_hits,
-            "cache_saved_usd": usd_text(s.cache_saved),
+            "cache_saved_usd": plain_usd(s.cache_saved),
         },
         "cost_per_task": [
             {"agent": d.agent, "tasks": d.tasks, "unpriced_tasks": d.unpriced, "p50_usd": _money(d.p50),
@@ -289,12 +289,12 @@ def report_dict(report: Report) -> dict[str, Any]:
             "tasks_total": report.anomalies.task_count,
             "tasks": [
                 {"task_id": a.task_id, "agent": a.agent, "tenant": a.tenant, "created_at": _iso(a.created_at),
-                 "cost_usd": usd_text(a.cost), "agent_median_usd": usd_text(a.median)}
+                 "cost_usd": plain_usd(a.cost), "agent_median_usd": plain_usd(a.median)}
                 for a in report.anomalies.tasks
             ],
             "days": [
-                {"day": d.day.isoformat(), "cost_usd": usd_text(d.cost), "mean_usd": usd_text(d.mean),
-                 "threshold_usd": usd_text(d.threshold)}
+                {"day": d.day.isoformat(), "cost_usd": plain_usd(d.cost), "mean_usd": plain_usd(d.mean),
+                 "threshold_usd": plain_usd(d.threshold)}
                 for d in report.anomalies.days
             ],
         },
@@ -303,16 +303,11 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def _spend(s: Spend) -> dict[str, Any]:
-    return {"key": s.key, "tasks": s.tasks, "unpriced_tasks": s.unpriced, "cost_usd": usd_text(s.cost)}
+    return {"key": s.key, "tasks": s.tasks, "unpriced_tasks": s.unpriced, "cost_usd": plain_usd(s.cost)}
 
 
 def _money(usd: Decimal | None) -> str | None:
-    return None if usd is None else usd_text(usd)
-
-
-def usd_text(usd: Decimal) -> str:
-    """Exact dollars as plain decimal text for exports: "100", "0.000125", never "1E+2"."""
-    return format(usd.normalize(), "f")
+    return None if usd is None else plain_usd(usd)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -341,71 +336,3 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
                  for k, v in d.items() if k != "day"]
     rows.append({"section": "anomalies", "key": "", "metric": "tasks_total", "value": data["anomalies"]["tasks_total"]})
     return rows
-
-
-TASK_COLUMNS = (
-    "id", "created_at", "finished_at", "agent", "agent_version", "tenant", "tags", "status", "stop_reason", "success",
-    "calls", "input_tokens", "output_tokens", "cache_hits", "unpriced_calls", "cost_usd", "baseline_usd", "saved_usd",
-)
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    """A task's listing columns, read without SQLModel (what ``paymaster ledger`` shows and exports)."""
-
-    id: str
-    created_at: float
-    finished_at: float | None
-    agent: str
-    agent_version: str
-    tenant: str
-    tags: dict[str, str]
-    status: str
-    stop_reason: str | None
-    success: bool | None
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cache_hits: int
-    unpriced_calls: int
-    cost_picos: int
-    baseline_picos: int
-    saved_picos: int
-
-
-def recent_tasks(
-    reader: Reader, *, limit: int = 50, tenant: str | None = None, agent: str | None = None
-) -> list[TaskRow]:
-    """The most recent tasks (running ones too), newest first."""
-    cond, params = where(reader, Scope(tenant=tenant, agent=agent), finished=False)
-    rows = reader.rows(
-        "SELECT tasks.id, tasks.created_at, tasks.finished_at, tasks.agent, tasks.agent_version, tasks.tenant, "
-        f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
-        "tasks.output_tokens, tasks.cache_hits, tasks.unpriced_calls, tasks.cost_picos, tasks.baseline_picos, "
-        f"tasks.saved_picos FROM tasks WHERE {cond} ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
-        params,
-    )
-    return [
-        TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8],
-                None if r[9] is None else bool(r[9]), *(int(v or 0) for v in r[10:]))
-        for r in rows
-    ]
-
-
-def task_rows(
-    reader: Reader, *, limit: int = 50, tenant: str | None = None, agent: str | None = None
-) -> list[dict[str, Any]]:
-    """The most recent tasks, newest first, as export rows (cost None when a call had no price)."""
-    out = []
-    for t in recent_tasks(reader, limit=limit, tenant=tenant, agent=agent):
-        unknown = bool(t.unpriced_calls)
-        out.append({
-            "id": t.id, "created_at": _iso(t.created_at), "finished_at": _iso(t.finished_at), "agent": t.agent,
-            "agent_version": t.agent_version, "tenant": t.tenant, "tags": t.tags, "status": t.status,
-            "stop_reason": t.stop_reason, "success": t.success, "calls": t.calls, "input_tokens": t.input_tokens,
-            "output_tokens": t.output_tokens, "cache_hits": t.cache_hits, "unpriced_calls": t.unpriced_calls,
-            "cost_usd": None if unknown else usd_text(from_picos(t.cost_picos)),
-            "baseline_usd": None if unknown else usd_text(from_picos(t.baseline_picos)),
-            "saved_usd": usd_text(from_picos(t.saved_picos)),
-        })
-    return out

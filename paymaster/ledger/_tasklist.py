@@ -1,0 +1,83 @@
+"""The task list without SQLModel: what ``paymaster ledger`` shows and exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .._money import from_picos, plain_usd
+from ._queries import Scope, where
+from ._reader import Reader
+
+TASK_COLUMNS = (
+    "id", "created_at", "finished_at", "agent", "agent_version", "tenant", "tags", "status", "stop_reason", "success",
+    "calls", "input_tokens", "output_tokens", "cache_hits", "unpriced_calls", "cost_usd", "baseline_usd", "saved_usd",
+)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task's listing columns, read without SQLModel (what ``paymaster ledger`` shows and exports)."""
+
+    id: str
+    created_at: float
+    finished_at: float | None
+    agent: str
+    agent_version: str
+    tenant: str
+    tags: dict[str, str]
+    status: str
+    stop_reason: str | None
+    success: bool | None
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_hits: int
+    unpriced_calls: int
+    cost_picos: int
+    baseline_picos: int
+    saved_picos: int
+
+
+def recent_tasks(
+    reader: Reader, *, limit: int = 50, tenant: str | None = None, agent: str | None = None
+) -> list[TaskRow]:
+    """The most recent tasks (running ones too), newest first."""
+    cond, params = where(reader, Scope(tenant=tenant, agent=agent), finished=False)
+    rows = reader.rows(
+        "SELECT tasks.id, tasks.created_at, tasks.finished_at, tasks.agent, tasks.agent_version, tasks.tenant, "
+        f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
+        "tasks.output_tokens, tasks.cache_hits, tasks.unpriced_calls, tasks.cost_picos, tasks.baseline_picos, "
+        f"tasks.saved_picos FROM tasks WHERE {cond} ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
+        params,
+    )
+    return [
+        TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8],
+                None if r[9] is None else bool(r[9]), *(int(v or 0) for v in r[10:]))
+        for r in rows
+    ]
+
+
+def task_rows(
+    reader: Reader, *, limit: int = 50, tenant: str | None = None, agent: str | None = None
+) -> list[dict[str, Any]]:
+    """The most recent tasks, newest first, as export rows (cost None when a call had no price)."""
+    out = []
+    for t in recent_tasks(reader, limit=limit, tenant=tenant, agent=agent):
+        unknown = bool(t.unpriced_calls)
+        out.append({
+            "id": t.id, "created_at": _iso(t.created_at), "finished_at": _iso(t.finished_at), "agent": t.agent,
+            "agent_version": t.agent_version, "tenant": t.tenant, "tags": t.tags, "status": t.status,
+            "stop_reason": t.stop_reason, "success": t.success, "calls": t.calls, "input_tokens": t.input_tokens,
+            "output_tokens": t.output_tokens, "cache_hits": t.cache_hits, "unpriced_calls": t.unpriced_calls,
+            "cost_usd": None if unknown else plain_usd(from_picos(t.cost_picos)),
+            "baseline_usd": None if unknown else plain_usd(from_picos(t.baseline_picos)),
+            "saved_usd": plain_usd(from_picos(t.saved_picos)),
+        })
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
