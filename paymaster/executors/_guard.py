@@ -25,6 +25,7 @@ from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
 from ..router import Tier, TierTable, same_model
 from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, hit_response
+from ._lengths import ReplyLengths
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
 from ._tools import Tool
@@ -89,6 +90,8 @@ class CallContext:
     on_pause: Callable[[bool], object] | None = None
     cache: Cache | None = None
     agent_version: str = ""
+    started: float = field(default_factory=time.monotonic)  # orders the task's calls when they wait for room
+    auto_max_tokens: bool = False  # size max_tokens from observed replies (Agent.max_tokens = "auto")
 
 
 class BudgetGuard:
@@ -114,6 +117,7 @@ class BudgetGuard:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.waiters = Waiters()
+        self.lengths = ReplyLengths(ledger)
         # (provider, requested model) -> {model that served it: longest reply past max_tokens}
         self._served: dict[tuple[str, str], dict[str, int]] = ledger.served_models()
 
@@ -202,8 +206,18 @@ class BudgetGuard:
                     "saved_picos": saved, "note": describe_hit(hit), "created_at": time.time(),
                 })
                 return hit_response(hit, request)
-        response, adjusted, cost = await self._retrying(ctx, tier, request, kind=kind, subtask_id=subtask_id,
+        limit = None
+        if ctx.auto_max_tokens and request.max_tokens == tier.max_tokens:
+            limit = await self.lengths.limit((ctx.agent, kind, tier.name), tier.max_tokens)
+        asked = request if limit is None else request.model_copy(update={"max_tokens": limit})
+        response, adjusted, cost = await self._retrying(ctx, tier, asked, kind=kind, subtask_id=subtask_id,
                                                         note=note)
+        if limit is not None and response.finish_reason in ("length", "max_tokens"):
+            # Cut at the learned limit: ask again with the tier's maximum (the cut reply is paid for).
+            response, adjusted, cost = await self._retrying(
+                ctx, tier, request, kind=kind, subtask_id=subtask_id,
+                note=f"asked again with max_tokens {request.max_tokens}: the reply was cut at {limit}",
+            )
         if cached is not None and ctx.cache is not None and not adjusted and cost is not None:
             await cache_store(ctx.cache, cached[0], cached[1], response, cost)
         return response
@@ -324,7 +338,7 @@ class BudgetGuard:
         try:
             busy = self.waiters.busy(accounts) if self.budget_wait > 0 else None
             if busy is not None:  # others already wait for room there: queue behind them
-                ticket = self.waiters.join(busy)
+                ticket = self.waiters.join(busy, ctx.started)
                 while not ticket.first and time.monotonic() < deadline:
                     await ticket.wait(deadline)
             while True:
@@ -339,7 +353,7 @@ class BudgetGuard:
                 if ticket is None or ticket.account != reservation.account:
                     if ticket is not None:
                         ticket.leave()
-                    ticket = self.waiters.join(reservation.account)
+                    ticket = self.waiters.join(reservation.account, ctx.started)
                 if not await ticket.wait(deadline) and ticket.first:
                     # Nothing settled here for a while: the holder may be a process that died
                     # mid-call. Look (at most once per interval per process, off the loop).
@@ -461,6 +475,7 @@ class BudgetGuard:
             },
         )
         ctx.charges.usage = ctx.charges.usage + usage
+        self.lengths.observe((ctx.agent, step["kind"], tier.name), usage.output_tokens)
         if rejected:
             reason = (f"model_rejected: tier {tier.name!r} asked for {request.model} and was served {served}, "
                       f"which it does not accept (accepts {list(tier.accepts) or [tier.model]})")

@@ -2,7 +2,10 @@
 
 Holding every call's worst case can make a busy account look full while
 little is spent. A call refused only because of holds in flight waits in a
-first-come-first-served queue on the refusing account. When a hold on that
+queue on the refusing account, ordered first by when its task started, then
+by when the call arrived: first come, first served, by task. Serving the
+oldest task's calls first lets tasks finish, instead of every task getting
+part-way and none completing when the money runs out. When a hold on that
 account settles in this process, the call at the head of the queue is woken
 and tries again; when it gets its reservation (or gives up) the next one is
 woken. Only the head of a queue looks again on a timer, for holds that other
@@ -12,8 +15,9 @@ never one per waiter.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
-from collections import deque
 from collections.abc import Iterable
 
 import anyio
@@ -24,10 +28,14 @@ RECHECK_SECONDS = 0.2  # how often the head of a queue looks for room freed by o
 class Ticket:
     """A call's place in the queue of one account."""
 
-    def __init__(self, waiters: Waiters, account: str) -> None:
+    def __init__(self, waiters: Waiters, account: str, order: tuple[float, int]) -> None:
         self._waiters = waiters
         self.account = account
+        self.order = order
         self._event = anyio.Event()
+
+    def __lt__(self, other: Ticket) -> bool:
+        return self.order < other.order
 
     @property
     def first(self) -> bool:
@@ -69,16 +77,21 @@ class Waiters:
     """The queues of calls waiting for room, per account, in this process."""
 
     def __init__(self) -> None:
-        self.queues: dict[str, deque[Ticket]] = {}
+        self.queues: dict[str, list[Ticket]] = {}
+        self._arrivals = itertools.count()
 
     def busy(self, accounts: Iterable[str]) -> str | None:
         """The first of ``accounts`` that already has calls waiting on it, if any."""
         return next((a for a in accounts if a in self.queues), None)
 
-    def join(self, account: str) -> Ticket:
-        """Take a place at the back of ``account``'s queue."""
-        ticket = Ticket(self, account)
-        self.queues.setdefault(account, deque()).append(ticket)
+    def join(self, account: str, task_started: float) -> Ticket:
+        """Take a place in ``account``'s queue: behind calls of older tasks, ahead of younger ones."""
+        ticket = Ticket(self, account, (task_started, next(self._arrivals)))
+        queue = self.queues.setdefault(account, [])
+        head = queue[0] if queue else None
+        bisect.insort(queue, ticket)
+        if head is not None and queue[0] is ticket:
+            head.wake()  # the old head is no longer first: let it wait as a follower (no re-checks)
         return ticket
 
     def notify(self, accounts: Iterable[str]) -> None:

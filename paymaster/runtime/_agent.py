@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..errors import AgentDefinitionError, ConfigurationError
 from ..executors import CapPolicy, Tool
@@ -44,6 +44,10 @@ class Agent:
     planner_tier: ClassVar[str | None] = None
     summarise_over: ClassVar[int | None] = 6_000
     cacheable: ClassVar[bool] = True
+    max_tokens: ClassVar[Literal["auto"] | None] = None
+    """``"auto"``: each call's ``max_tokens`` (and so its hold) comes from this agent's observed reply
+    lengths (p99 x 1.5, within the tier's maximum); a reply cut at that limit is asked again with the
+    tier's maximum, budget permitting. ``None``: the tier's ``max_tokens``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -105,6 +109,10 @@ class Agent:
         if cls.summarise_over is not None and (not isinstance(cls.summarise_over, int) or cls.summarise_over < 100):
             raise AgentDefinitionError(
                 f"{where}: summarise_over is a token count of at least 100 (or None), got {cls.summarise_over!r}"
+            )
+        if cls.max_tokens not in (None, "auto"):
+            raise AgentDefinitionError(
+                f"{where}: max_tokens is \"auto\" or None (a tier's max_tokens sets the number), got {cls.max_tokens!r}"
             )
         names = [t.name for t in cls.tools if isinstance(t, Tool)]
         if len(set(names)) != len(names):

@@ -195,6 +195,7 @@ class Runtime:
             retry_account=f"task:{task.id}:retries", charges=RunCharges(), baseline=baseline,
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
             cache=self.cache if agent.cacheable else None, agent_version=agent.version,
+            auto_max_tokens=agent.max_tokens == "auto",
             on_pause=lambda paused: self.ledger.update_task_later(
                 task.id, status="awaiting_approval" if paused else "running"
             ),
