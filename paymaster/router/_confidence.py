@@ -92,7 +92,14 @@ def _scale(n: int, horizon: int | None) -> float:
 
 
 def passes(stats: Paired, target: float, side: Literal["lower", "upper"], z: float, horizon: int | None) -> bool:
-    """Whether the target holds at this confidence: lower: mean(x - t y) >= 0 with confidence; upper: <= 0."""
+    """Whether the target holds at this confidence: lower: mean(x - t y) >= 0 with confidence; upper: <= 0.
+
+    A quality test counts one more, pessimistic prompt (the setting wrong where
+    the reference is right), so that a handful of items that all agree (zero
+    variance) cannot certify anything on their own.
+    """
+    if side == "lower":
+        stats = Paired(stats.n + 1, stats.sx, stats.sy + 1, stats.sxx, stats.syy + 1, stats.sxy)
     mean, se = stats.margin(target)
     se *= _scale(stats.n, horizon)
     slack = 1e-9 * (abs(stats.sx) + abs(target * stats.sy)) / max(stats.n, 1)  # float rounding, not evidence

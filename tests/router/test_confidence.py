@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 
 import pytest
 
@@ -73,3 +74,29 @@ def test_a_finite_horizon_asks_for_more_margin() -> None:
     assert batch < population < stats.ratio
     with pytest.raises(ValueError, match="alpha"):
         z_value(0)
+
+
+def test_calibration_falls_back_to_the_reference_when_nothing_cheaper_is_certified() -> None:
+    pytest.importorskip("numpy", reason="calibration needs the evals extra")
+    from paymaster.evals import HashingEmbedder, Objective, RecordSet, calibrate_length
+    from paymaster.evals._predict import calibrate_utility
+
+    from paymaster.providers._replay import RecordedOutcome, RecordedPrompt
+
+    rate = {"small": Decimal("0.000001"), "medium": Decimal("0.000005"), "large": Decimal("0.00002")}
+    prompts = []
+    for i in range(9):  # nine items: too few to certify a cheaper tier
+        hard = i % 3 == 0
+        text = f"q{i} " + ("prove the lemma " * 8 if hard else "sunny")
+        right = {"small": not hard, "medium": not hard or i == 3, "large": True}
+        prompts.append(RecordedPrompt(id=f"q{i}", prompt=text, outcomes={
+            t: RecordedOutcome("A" if right[t] else t[0], right[t], rate[t] * len(text.split())) for t in rate}))
+    records = RecordSet.build(prompts)
+    length = calibrate_length(records, objective=Objective.quality("0.95"), scale_words=10)
+    assert length.choice is not None and length.choice.fallback
+    assert length.tiers == ("large",) and length.thresholds == () and length.met
+    point = calibrate_length(records, objective=Objective.quality("0.95", delta=None), scale_words=10)
+    assert point.tiers == ("small", "medium", "large")  # the point estimate alone would have trusted them
+    utility = calibrate_utility(records, HashingEmbedder(64).encode(records.texts),
+                                objective=Objective.quality("0.95"), k=3)
+    assert utility.choice is not None and utility.choice.fallback and utility.router.options == ("large",)
