@@ -80,7 +80,6 @@ def test_calibration_falls_back_to_the_reference_when_nothing_cheaper_is_certifi
     pytest.importorskip("numpy", reason="calibration needs the evals extra")
     from paymaster.evals import HashingEmbedder, Objective, RecordSet, calibrate_length
     from paymaster.evals._predict import calibrate_utility
-
     from paymaster.providers._replay import RecordedOutcome, RecordedPrompt
 
     rate = {"small": Decimal("0.000001"), "medium": Decimal("0.000005"), "large": Decimal("0.00002")}
