@@ -20,10 +20,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from ..evals._golden import GoldenItem
+    from ..evals._objective import Objective
     from ..evals._run import EvalReport, ItemResult
     from ..providers._replay import RecordedPrompt, ReplayProvider
     from ..providers._types import Provider
     from ..runtime import Agent, Budget, Runtime
+    from ..runtime._config import Settings
 
 # The evals, the runtime and the SDKs load when an eval command runs, not when `paymaster` starts.
 
@@ -256,26 +258,16 @@ def calibrate_command(
                                              "cascade per prompt) or cascade (one cascade for all).")] = "score",
 ) -> None:
     """Calibrate a router on recorded outcomes; write the file Runtime(router=...) loads."""
-    from ..evals._objective import Objective
     from ..evals._plot import curve_points, plot_cost_quality
     from ..evals._record import calibrate_file
     from ..evals._tables import split_table
     from ..router._prices import RoutingWarning
-    from ..runtime._config import Settings
 
     if router in ("utility", "cascade"):
         _calibrate_policy(records, out, target, objective, reference, embedder, tiers, delta, config, router)
         return
     try:
-        if objective not in ("quality", "cost"):
-            raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
-        try:
-            goal = (Objective.quality if objective == "quality" else Objective.cost)(
-                target, reference, delta=delta or None)
-        except InvalidOperation:
-            raise _Usage(f"--target must be a number such as 0.95, got {target!r}") from None
-        ladder = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
-        settings = Settings.resolve(config=config, tiers=None, routes=None, prices=None, limits=None, tag_keys=None)
+        goal, ladder, settings = _calibration_inputs(objective, target, reference, delta, tiers, config)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RoutingWarning)
             calibration = calibrate_file(records, objective=goal, scorer=scorer, embedder=embedder, tiers=ladder,
@@ -303,27 +295,35 @@ def calibrate_command(
         console.print(f"Cost-quality curve drawn to {plot}")
 
 
+def _calibration_inputs(
+    objective: str, target: str, reference: str | None, delta: float, tiers: str | None, config: Path | None,
+) -> tuple[Objective, list[str] | None, Settings]:
+    """The objective, the tiers asked for and the runtime settings (tiers, prices) of a calibrate command."""
+    from ..evals._objective import Objective
+    from ..runtime._config import Settings
+
+    if objective not in ("quality", "cost"):
+        raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
+    try:
+        goal = (Objective.quality if objective == "quality" else Objective.cost)(target, reference, delta=delta or None)
+    except InvalidOperation:
+        raise _Usage(f"--target must be a number such as 0.95, got {target!r}") from None
+    ladder = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
+    settings = Settings.resolve(config=config, tiers=None, routes=None, prices=None, limits=None, tag_keys=None)
+    return goal, ladder, settings
+
+
 def _calibrate_policy(
     records: Path, out: Path, target: str, objective: str, reference: str | None, embedder: str, tiers: str | None,
     delta: float, config: Path | None, router: str,
 ) -> None:
     """``paymaster calibrate --router utility|cascade``: write a policy file."""
-    from ..evals._objective import Objective
     from ..evals._record import calibrate_policy_file
     from ..evals._tables import split_table
     from ..router._prices import RoutingWarning
-    from ..runtime._config import Settings
 
     try:
-        if objective not in ("quality", "cost"):
-            raise _Usage(f"--objective must be 'quality' or 'cost', got {objective!r}")
-        try:
-            goal = (Objective.quality if objective == "quality" else Objective.cost)(
-                target, reference, delta=delta or None)
-        except InvalidOperation:
-            raise _Usage(f"--target must be a number such as 0.95, got {target!r}") from None
-        ladder = [t.strip() for t in tiers.split(",") if t.strip()] if tiers else None
-        settings = Settings.resolve(config=config, tiers=None, routes=None, prices=None, limits=None, tag_keys=None)
+        goal, ladder, settings = _calibration_inputs(objective, target, reference, delta, tiers, config)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RoutingWarning)
             written, calibration = calibrate_policy_file(
