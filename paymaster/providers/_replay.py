@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._money import PICOS_PER_USD
 from ..errors import BadRequestError, ConfigurationError
 from ..pricing import ModelPrices, PriceBook, Rates, bound_prompt_tokens, count_tokens
-from ..router import Tier, TierTable
 from ._types import ModelRequest, ModelResponse, Usage
+
+if TYPE_CHECKING:
+    from ..router import TierTable
 
 _PICO = Decimal(1) / PICOS_PER_USD
 _MTOK = 1_000_000
@@ -240,6 +242,9 @@ class ReplayProvider:
 
     def tier_table(self, models: Iterable[str] | None = None, *, min_max_tokens: int = 1024) -> TierTable:
         """Tiers for ``models`` (default all, cheapest first); max_tokens fits the longest recording."""
+        # Imported here: the router imports the planners, which import the providers (an import cycle).
+        from ..router import Tier, TierTable
+
         chosen = list(models) if models is not None else list(self.models)
         unknown = [m for m in chosen if m not in self._quantum]
         if unknown:
