@@ -7,4 +7,5 @@ out=bench/out/results.md
 { echo "# Paymaster benchmarks"; echo; echo "$(date -u +%F) on $(nproc) CPUs, $(python -c 'import platform; print(platform.python_version())')"; } > "$out"
 python bench/overhead.py --tasks "${TASKS:-2000}" --markdown "$out"
 python bench/concurrency.py --tasks "${CONCURRENT_TASKS:-1000}" --markdown "$out"
+python bench/faults.py --tasks "${FAULT_TASKS:-500}" --markdown "$out"
 echo "wrote $out"
