@@ -111,7 +111,8 @@ def main() -> None:
     r = scenario(args.tasks)
     cap = r["cap_picos"]
     rows = [
-        "| tasks | cap | ledger spend | billed by the server | overshoot | cap spent on billed calls | statuses | wall s |",
+        "| tasks | cap | ledger spend | billed by the server | overshoot | cap spent on billed calls | statuses"
+        " | wall s |",
         "|---|---|---|---|---|---|---|---|",
         f"| {args.tasks} | ${from_picos(cap)} | ${from_picos(r['ledger_picos'])} | ${from_picos(r['billed_picos'])} | "
         f"${from_picos(max(0, max(r['ledger_picos'], r['billed_picos']) - cap))} | "
