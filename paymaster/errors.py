@@ -91,7 +91,8 @@ class ProviderError(PaymasterError):
     may be billed and its worst case must be charged. A class sets its usual
     answer; ``billable=`` overrides it for one error, when the cause proves
     otherwise. ``request_id`` is the provider's id for the call, when its
-    response carried one.
+    response carried one; ``served_model`` the model an unreadable answer's
+    body named, so that it is charged at that model's price.
     """
 
     retryable: bool = False
@@ -110,6 +111,7 @@ class ProviderError(PaymasterError):
         self.provider = provider
         self.status_code = status_code
         self.request_id = request_id
+        self.served_model: str | None = None
         if billable is not None:
             self.billable = billable
 

@@ -4,6 +4,7 @@ from ._aggregate import aggregate, combine, final_subtasks
 from ._cached import Cache
 from ._executor import ExecSettings, Executor, subtask_prompt
 from ._guard import BudgetGuard, BudgetStop, CallContext, ModelRejected, RunCharges, may_have_billed
+from ._observe import Halt, Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
 from ._retry import RetryPolicy
 from ._tools import Tool, tool
@@ -18,9 +19,12 @@ __all__ = [
     "CapPolicy",
     "ExecSettings",
     "Executor",
+    "Halt",
     "ModelRejected",
+    "Observer",
     "RetryPolicy",
     "RunCharges",
+    "TaskView",
     "Tool",
     "aggregate",
     "combine",

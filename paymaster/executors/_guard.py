@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,6 +26,7 @@ from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
 from ..router import Tier, TierTable, same_model
 from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, hit_response
 from ._lengths import ReplyLengths
+from ._observe import Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
 from ._tools import Tool
@@ -92,6 +93,9 @@ class CallContext:
     agent_version: str = ""
     started: float = field(default_factory=time.monotonic)  # orders the task's calls when they wait for room
     auto_max_tokens: bool = False  # size max_tokens from observed replies (Agent.max_tokens = "auto")
+    observers: Sequence[Observer] = ()
+    view: TaskView | None = None
+    usd_capped: bool = True  # some account of the chain caps dollars (a model's first call then goes alone)
 
 
 class BudgetGuard:
@@ -118,6 +122,8 @@ class BudgetGuard:
         self.sleep = sleep
         self.waiters = Waiters()
         self.lengths = ReplyLengths(ledger)
+        self._probed: set[tuple[str, str]] = set()  # (provider, model) whose served model an answer showed
+        self._probes: dict[tuple[str, str], anyio.Lock] = {}
         # (provider, requested model) -> {model that served it: longest reply past max_tokens}
         self._served: dict[tuple[str, str], dict[str, int]] = ledger.served_models()
 
@@ -159,6 +165,7 @@ class BudgetGuard:
         """Queue a step that holds no reservation, and count it in the task's totals."""
         ctx.charges.totals.add(step)
         self.ledger.record_step_later(step)
+        self._observe(ctx, step)
 
     def _settle(self, ctx: CallContext, reservation: Reservation, spent: Charge, step: dict[str, Any]) -> None:
         """Queue a settlement (it needs no wait: a crash before it commits leaves the hold, closed at worst case).
@@ -167,6 +174,7 @@ class BudgetGuard:
         """
         ctx.charges.totals.add(step)
         future = self.ledger.watch(ctx.task_id, self.ledger.accounts.settle_later(reservation, spent, step))
+        self._observe(ctx, step)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -176,6 +184,12 @@ class BudgetGuard:
             loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
 
         future.add_done_callback(done)
+
+    @staticmethod
+    def _observe(ctx: CallContext, step: Mapping[str, Any]) -> None:
+        if ctx.view is not None:
+            for observer in ctx.observers:
+                observer.step_recorded(ctx.view, step, ctx.charges.totals)
 
     def _settled(self, accounts: Sequence[str], settled: Future[list[Alert]]) -> None:
         self.waiters.notify(accounts)
@@ -210,8 +224,19 @@ class BudgetGuard:
         if ctx.auto_max_tokens and request.max_tokens == tier.max_tokens:
             limit = await self.lengths.limit((ctx.agent, kind, tier.name), tier.max_tokens)
         asked = request if limit is None else request.model_copy(update={"max_tokens": limit})
-        response, adjusted, cost = await self._retrying(ctx, tier, asked, kind=kind, subtask_id=subtask_id,
-                                                        note=note)
+        probe = (tier.provider, asked.model)
+        answered: tuple[ModelResponse, bool, Decimal | None] | None = None
+        if probe not in self._probed and ctx.usd_capped:
+            # Until a model's first answer says which model really serves it, its capped calls go one
+            # at a time: a provider that serves a pricier model can then pass a cap by one call's
+            # difference, not by that of every call already in flight.
+            async with self._probes.setdefault(probe, anyio.Lock()):
+                if probe not in self._probed:
+                    answered = await self._retrying(ctx, tier, asked, kind=kind, subtask_id=subtask_id, note=note)
+                    self._probed.add(probe)
+        if answered is None:
+            answered = await self._retrying(ctx, tier, asked, kind=kind, subtask_id=subtask_id, note=note)
+        response, adjusted, cost = answered
         if limit is not None and response.finish_reason in ("length", "max_tokens"):
             # Cut at the learned limit: ask again with the tier's maximum (the cut reply is paid for).
             response, adjusted, cost = await self._retrying(
@@ -283,7 +308,8 @@ class BudgetGuard:
             held = Charge(picos=0 if worst is None else to_picos(worst), tokens=tokens, calls=1)
             step: dict[str, Any] = {
                 "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "provider": provider.name,
-                "model": request.model, "tier": tier.name, "attempt": attempt, "note": note,
+                "model": request.model, "request_model": request.model, "tier": tier.name, "attempt": attempt,
+                "note": note,
                 "reserved_picos": held.picos, "created_at": time.time(),
             }
             reservation = await self._reserve(ctx, accounts, held, kind, subtask_id, provider.name, request.model,
@@ -403,6 +429,16 @@ class BudgetGuard:
             latency = (time.perf_counter() - started) * 1000
             billed = may_have_billed(exc)
             spent = held if billed else Charge(calls=1)  # an attempt counts as a call, paid or not
+            served = getattr(exc, "served_model", None)
+            if billed and served and not same_model(served, request.model):
+                # An unreadable answer that names a pricier model is charged at that model's worst case.
+                served_prices = self.prices.get(tier.provider, served)
+                if served_prices is not None:
+                    worst = to_picos(served_prices.worst_case(bound_prompt_tokens(request), request.max_tokens))
+                    spent = Charge(picos=max(held.picos, worst), tokens=held.tokens, calls=1)
+                    if worst > held.picos:
+                        self._remember(ctx, tier.provider, request.model, served, 0)
+                    step["model"] = served
             error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
             # Queuing the settlement is synchronous, so a pending cancellation cannot cut it short.
             self._settle(

@@ -181,6 +181,8 @@ class AnthropicProvider:
             )
         except ProviderError as exc:
             exc.request_id = exc.request_id or request_id  # so a billed, unreadable answer can be reconciled
+            if isinstance(data, Mapping):  # and charged at the price of the model that answered
+                exc.served_model = served_model(data, request)
             raise
 
     def _translate(self, exc: Exception) -> ProviderError:

@@ -54,6 +54,7 @@ class _Running:
     depth: int
     accounts: tuple[str, ...]
     max_depth: int | None
+    usd_capped: bool = False  # some account of its chain caps dollars
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     killed: str | None = None
 
@@ -195,7 +196,7 @@ class Runtime:
             retry_account=f"task:{task.id}:retries", charges=RunCharges(), baseline=baseline,
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
             cache=self.cache if agent.cacheable else None, agent_version=agent.version,
-            auto_max_tokens=agent.max_tokens == "auto",
+            auto_max_tokens=agent.max_tokens == "auto", usd_capped=running.usd_capped,
             on_pause=lambda paused: self.ledger.update_task_later(
                 task.id, status="awaiting_approval" if paused else "running"
             ),
@@ -327,7 +328,10 @@ class Runtime:
             {**own, **chain},
         )
         accounts = tuple(dict.fromkeys([f"task:{task.id}", *inherited, *chain]))
-        return _Running(task=task, depth=depth, accounts=accounts, max_depth=min(caps) if caps else None)
+        usd_capped = (task.budget.usd is not None or any(c is not None and c.picos is not None for c in chain.values())
+                      or (parent is not None and parent.usd_capped))
+        return _Running(task=task, depth=depth, accounts=accounts, max_depth=min(caps) if caps else None,
+                        usd_capped=usd_capped)
 
     def _new_task(
         self,
