@@ -18,7 +18,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .cache import SemanticCache
-    from .executors import ApprovalRequest, CapPolicy, RetryPolicy, Tool, tool
+    from .executors import ApprovalRequest, CapPolicy, Halt, Observer, RetryPolicy, TaskView, Tool, tool
     from .ledger import Alert, Ledger
     from .planners import Complexity, Plan, Subtask
     from .pricing import ModelPrices, PriceBook
@@ -49,6 +49,7 @@ __all__ = [
     "Complexity",
     "ConfigurationError",
     "ConnectionDroppedError",
+    "Halt",
     "Ledger",
     "LedgerError",
     "Limit",
@@ -57,6 +58,7 @@ __all__ = [
     "ModelPrices",
     "ModelRequest",
     "ModelResponse",
+    "Observer",
     "OpenAIProvider",
     "Outcome",
     "PaymasterError",
@@ -74,6 +76,7 @@ __all__ = [
     "Subtask",
     "Task",
     "TaskStatus",
+    "TaskView",
     "Tier",
     "TierTable",
     "Tool",
@@ -89,7 +92,8 @@ __all__ = [
 # `paymaster` command) starts without loading the SDKs, SQLModel or the cache's models.
 _LAZY = {
     "ApprovalRequest": "executors", "CapPolicy": "executors", "RetryPolicy": "executors", "Tool": "executors",
-    "tool": "executors", "Alert": "ledger", "Ledger": "ledger", "Complexity": "planners", "Plan": "planners",
+    "tool": "executors", "Halt": "executors", "Observer": "executors", "TaskView": "executors",
+    "Alert": "ledger", "Ledger": "ledger", "Complexity": "planners", "Plan": "planners",
     "Subtask": "planners", "ModelPrices": "pricing", "PriceBook": "pricing", "AnthropicProvider": "providers",
     "Message": "providers", "ModelRequest": "providers", "ModelResponse": "providers", "OpenAIProvider": "providers",
     "Provider": "providers", "ReplayProvider": "providers", "ScriptedProvider": "providers", "Usage": "providers",

@@ -7,12 +7,14 @@ import paymaster
 
 EXPORTED = {
     "Agent", "AgentDefinitionError", "Budget", "Complexity", "ConfigurationError", "Ledger", "LedgerError",
-    "Message", "MissingExtraError", "ModelPrices", "ModelRequest", "ModelResponse", "Outcome", "PaymasterError",
+    "Message", "MissingExtraError", "ModelPrices", "ModelRequest", "ModelResponse", "Observer", "Outcome",
+    "PaymasterError",
     "Plan", "PriceBook", "PriceUnknownError", "Provider", "ProviderError", "Runtime", "ScriptedProvider",
-    "Subtask", "Task", "TaskStatus", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
+    "Subtask", "Task", "TaskStatus", "TaskView", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
     "ApprovalRequest", "CapPolicy",
     "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
     "ConnectionDroppedError",
+    "Halt",
     "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos",
 }
 

@@ -24,9 +24,12 @@ from ..executors import (
     CapPolicy,
     ExecSettings,
     Executor,
+    Halt,
     ModelRejected,
+    Observer,
     RetryPolicy,
     RunCharges,
+    TaskView,
     Tool,
     aggregate,
     combine,
@@ -98,6 +101,7 @@ class Runtime:
         alert_thresholds: Iterable[float] = (0.8,),
         retry: RetryPolicy | None = None,
         budget_wait: float = 30.0,
+        observers: Iterable[Observer] = (),
     ) -> None:
         settings = Settings.resolve(
             config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
@@ -122,6 +126,7 @@ class Runtime:
         self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry, budget_wait)
         self._executor = Executor(self._guard)
         self._running: dict[str, _Running] = {}
+        self.observers: list[Observer] = list(observers)
 
     # -- configuration checks ------------------------------------------------
 
@@ -189,6 +194,13 @@ class Runtime:
         task = self._new_task(agent, input, tenant, tags, budget)
         parent = _CURRENT.get()
         running = self._open(task, parent)
+        view = TaskView(
+            task_id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
+            tags=dict(task.tags), budget=task.budget.model_dump(mode="json", exclude_none=True),
+            parent_id=None if parent is None else parent.task.id, started_at=time.time(),
+        )
+        for observer in self.observers:
+            observer.task_started(view)
         instance = agent()
         baseline = self.prices.get(self.tiers.deepest.provider, self.tiers.deepest.model)
         ctx = CallContext(
@@ -197,6 +209,7 @@ class Runtime:
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
             cache=self.cache if agent.cacheable else None, agent_version=agent.version,
             auto_max_tokens=agent.max_tokens == "auto", usd_capped=running.usd_capped,
+            observers=tuple(self.observers), view=view,
             on_pause=lambda paused: self.ledger.update_task_later(
                 task.id, status="awaiting_approval" if paused else "running"
             ),
@@ -233,6 +246,8 @@ class Runtime:
         except BudgetStop as stop:
             status = TaskStatus.KILLED if stop.killed else TaskStatus.BUDGET_EXCEEDED
             stop_reason = stop.reason
+        except Halt as halt:
+            status, stop_reason = TaskStatus.HALTED, halt.reason
         except ModelRejected as rejected:
             status, stop_reason = TaskStatus.MODEL_REJECTED, rejected.reason
         except PlanInvalid as invalid:
@@ -249,6 +264,9 @@ class Runtime:
                     stop_reason=f"{type(exc).__name__}: {exc}",
                     output=aggregate(plan, outputs) if plan is not None else "", success=False,
                 )
+            for observer in self.observers:
+                observer.task_finished(view, TaskStatus.FAILED.value, f"{type(exc).__name__}: {exc}",
+                                       ctx.charges.totals)
             raise
         finally:
             self._running.pop(task.id, None)
@@ -262,6 +280,8 @@ class Runtime:
         await self.ledger.afinish_task(
             task.id, totals, status=status.value, stop_reason=stop_reason, output=output, success=success
         )
+        for observer in self.observers:
+            observer.task_finished(view, status.value, stop_reason, totals)
         return Outcome(
             task_id=task.id, agent=task.agent, tenant=task.tenant, status=status, output=output,
             success=success, stop_reason=stop_reason,

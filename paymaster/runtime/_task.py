@@ -23,6 +23,7 @@ class TaskStatus(StrEnum):
     PLAN_INVALID = "plan_invalid"
     INTERRUPTED = "interrupted"
     MODEL_REJECTED = "model_rejected"
+    HALTED = "halted"
 
 
 class Task(BaseModel):
