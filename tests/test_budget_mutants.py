@@ -1,0 +1,192 @@
+"""Tests that kill the mutants of the budget path that survived the rest of the suite (bench/mutation.py).
+
+Each test states a behaviour a user relies on, through the public API (Runtime, Budget, Limit,
+ScriptedProvider, Ledger, RetryPolicy); expected amounts are computed here from prices and byte
+counts, never read back from the row under test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from tenacity import RetryCallState
+
+from paymaster import (
+    Agent,
+    Budget,
+    Ledger,
+    ModelRequest,
+    RetryPolicy,
+    Runtime,
+    ScriptedProvider,
+    TaskStatus,
+    Usage,
+)
+from paymaster.errors import RateLimitError, ServerError
+from paymaster.ledger import Charge, Refusal
+
+
+class Worker(Agent):
+    name = "worker"
+
+
+def _after(error: BaseException, attempt: int = 1) -> RetryCallState:
+    """Tenacity's state after the ``attempt``-th try failed with ``error``."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    state.set_exception((type(error), error, None))
+    return state
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["initial_wait", "max_wait", "max_retry_after"])
+def test_a_negative_retry_wait_is_refused(field: str) -> None:
+    with pytest.raises(ValueError, match=">= 0 seconds"):
+        RetryPolicy(**{field: -1.0})  # type: ignore[arg-type]
+
+
+def test_a_retry_policy_without_attempts_is_refused_and_says_so() -> None:
+    with pytest.raises(ValueError, match="max_attempts must be >= 1, got 0"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_a_zero_retry_after_retries_at_once_and_a_negative_one_counts_as_zero() -> None:
+    policy = RetryPolicy(initial_wait=5, max_wait=5)
+    assert policy.wait(_after(RateLimitError("429", provider="openai", retry_after=0))) == 0
+    assert policy.wait(_after(RateLimitError("429", provider="openai", retry_after=-3))) == 0
+
+
+def test_backoff_doubles_from_initial_wait_with_at_most_initial_wait_of_jitter_and_stops_at_max_wait() -> None:
+    policy = RetryPolicy(initial_wait=0.01, max_wait=0.5)
+    error = ServerError("502", provider="openai", status_code=502)
+    for attempt, low in [(1, 0.01), (2, 0.02), (3, 0.04)]:
+        waits = [policy.wait(_after(error, attempt)) for _ in range(30)]
+        assert all(low <= w <= low + 0.01 for w in waits), (attempt, waits)
+    assert policy.wait(_after(error, 30)) == 0.5
+
+
+# -- kill switch and crash recovery ------------------------------------------------------------
+
+
+def test_a_killed_scope_refuses_new_tasks_naming_the_account_that_was_killed(ledger_path: Path) -> None:
+    provider = ScriptedProvider()
+    with Runtime(ledger=ledger_path, provider=provider) as rt:
+        rt.kill(tenant="acme")
+        refused = rt.run_sync(Worker, "hello", tenant="acme")
+    assert refused.status is TaskStatus.KILLED and provider.calls == []
+    assert refused.stop_reason == "killed: the kill switch is on for tenant:acme"
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from paymaster import Agent, Runtime, ScriptedProvider
+
+    class Slow(Agent):
+        name = "slow"
+
+    with Runtime(ledger=sys.argv[1], provider=ScriptedProvider(latency=600)) as rt:
+        rt.run_sync(Slow, "a call that is still in flight", tenant="live")
+    """
+)
+
+
+def _held(path: Path) -> tuple[str, int]:
+    """The task of the holder process and what its account holds, once it holds something."""
+    db = Ledger(path)
+    try:
+        for _ in range(600):  # the child imports paymaster and starts its call; give up after a minute
+            tasks = db.tasks(limit=1)
+            account = db.account(f"task:{tasks[0].id}") if tasks else None
+            if account is not None and account.reserved_picos:
+                return tasks[0].id, account.reserved_picos
+            time.sleep(0.1)
+    finally:
+        db.close()
+    raise AssertionError("the holder process never reserved")
+
+
+def test_recovery_neither_closes_nor_disturbs_a_live_processs_call(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    Ledger(path).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], env=env)
+    try:
+        task_id, held = _held(path)
+        db = Ledger(path)
+        assert db.recover() == []
+        with pytest.raises(subprocess.TimeoutExpired):  # recovery only asked whether it lives: it still runs
+            proc.wait(timeout=1)
+        account = db.account(f"task:{task_id}")
+        assert account is not None and (account.reserved_picos, account.spent_picos) == (held, 0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert db.recover() == [task_id]
+    account = db.account(f"task:{task_id}")
+    assert account is not None and (account.reserved_picos, account.spent_picos) == (0, held)
+    db.close()
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+FIXED = Usage(input_tokens=1_000, output_tokens=200)  # on claude-haiku-4-5: $0.001 + $0.001 = $0.002
+
+
+@pytest.mark.parametrize(
+    ("budget", "probe", "dimension", "cap", "spent", "needed"),
+    [
+        (Budget(tokens=5_000), Charge(tokens=4_000), "tokens", 5_000, 1_200, 4_000),
+        (Budget(usd="0.02"), Charge(picos=19 * 10**9), "usd", 2 * 10**10, 2 * 10**9, 19 * 10**9),
+        (Budget(steps=3), Charge(calls=3), "steps", 3, 1, 3),
+        # Exactly filling the usd cap is fine; the tokens cap is what refuses.
+        (Budget(usd="0.02", tokens=5_000), Charge(picos=18 * 10**9, tokens=4_000), "tokens", 5_000, 1_200, 4_000),
+    ],
+)
+def test_a_call_that_cannot_fit_even_when_nothing_is_in_flight_is_refused_as_hard_not_transient(
+    ledger_path: Path, budget: Budget, probe: Charge, dimension: str, cap: int, spent: int, needed: int
+) -> None:
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(usage=FIXED)) as rt:
+        done = rt.run_sync(Worker, "hello", budget=budget)
+        account = f"task:{done.task_id}"
+        refusal = rt.ledger.reserve([account], probe, task_id=done.task_id, kind="execute")
+    assert done.status is TaskStatus.SUCCEEDED
+    assert refusal == Refusal(account, dimension, cap=cap, used=spent, needed=needed, spent=spent)
+    assert not refusal.transient  # waiting for other calls' holds could never make it fit
+
+
+# -- a reservation resolves at most once -------------------------------------------------------
+
+
+def test_a_call_whose_hold_recovery_closed_meanwhile_is_charged_once_at_its_worst_case(
+    ledger_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder: dict[str, Runtime] = {}
+    real_time = time.time
+
+    def reply(request: ModelRequest) -> str:
+        # While this call is in flight its reservation outlives its time limit, and recovery
+        # (here, or in any other process) closes it at its worst case.
+        with monkeypatch.context() as m:
+            m.setattr(time, "time", lambda: real_time() + 7 * 24 * 3600)
+            assert holder["rt"].ledger.recover() != []
+        return "a late answer"
+
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(reply, usage=FIXED)) as rt:
+        holder["rt"] = rt
+        outcome = rt.run_sync(Worker, "hello", budget=Budget(usd="1"))
+        steps = rt.ledger.steps(outcome.task_id)
+        account = rt.ledger.account(f"task:{outcome.task_id}")
+    assert account is not None and account.reserved_picos == 0
+    worst = {s.reserved_picos for s in steps if s.reserved_picos}
+    assert len(worst) == 1 and account.spent_picos == worst.pop()  # the worst case, not worst case + actual
+    assert sum(s.cost_picos or 0 for s in steps) == account.spent_picos
+    assert [s.status for s in steps].count("unsettled") == 1
