@@ -17,6 +17,7 @@ rather than silently skipped.
     python bench/mutation.py --survivors        # re-check the last run's survivors (after adding tests)
     python bench/mutation.py --report           # print the report of the results so far
     python bench/mutation.py --hand-only        # only the hand mutants
+    python bench/mutation.py --without tests/x.py  # leave out a test file (to see what it adds)
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 LOG = ROOT / "mutants" / "mutation-run.log"
 SEP = "ǁ"  # mutmut's separator between class and method in a mutant's name
+# mutmut's own timeout counts CPU seconds; a mutant that makes calls wait (budget_wait, retry sleeps)
+# burns none, so a test still running after this many seconds of wall time fails (pytest-timeout).
+TEST_TIMEOUT = 60
+WITHOUT: list[str] = []  # test files left out (--without), to measure what they add
 
 # Which functions of a module count. "*" is every function; a module under paymaster/ledger/ or
 # paymaster/executors/ that pyproject's do_not_mutate does not exclude is added with "*" (a new
@@ -171,6 +176,8 @@ def run_mutmut(args: list[str]) -> int:
         log.flush()
         # mutmut puts mutants/ first on sys.path; an inherited PYTHONPATH could shadow it
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["PYTEST_TIMEOUT"] = str(TEST_TIMEOUT)
+        env["PYTEST_ADDOPTS"] = " ".join(f"--ignore={t}" for t in WITHOUT)
         return subprocess.call([sys.executable, __file__, "--as-mutmut", *args], cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, env=env)
 
@@ -291,7 +298,8 @@ def run_hand_mutants() -> None:
             (copy / hm.path).write_text(re.sub(hm.old, hm.new, source))
             line = source[: re.search(hm.old, source).start()].count("\n") + 1  # type: ignore[union-attr]
             proc = subprocess.run(
-                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *test_selection()],
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                 "--timeout", str(2 * TEST_TIMEOUT), *(f"--ignore={t}" for t in WITHOUT), *test_selection()],
                 cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
             )
         verdict = {0: "SURVIVED", 1: "killed"}.get(proc.returncode, f"exit {proc.returncode}")
@@ -312,7 +320,9 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only print the report of the results so far")
     parser.add_argument("--no-hand", action="store_true", help="skip the hand mutants")
     parser.add_argument("--hand-only", action="store_true", help="only run the hand mutants")
+    parser.add_argument("--without", action="append", default=[], help="leave out this test file")
     opts = parser.parse_args()
+    WITHOUT.extend(opts.without)
     os.chdir(ROOT)
     paths = {p: f for p, f in scope().items() if not opts.module or any(m in p for m in opts.module)}
     if opts.hand_only:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,10 @@ from tenacity import RetryCallState
 
 from paymaster import (
     Agent,
+    Alert,
     Budget,
     Ledger,
+    Limit,
     ModelRequest,
     RetryPolicy,
     Runtime,
@@ -190,3 +193,21 @@ def test_a_call_whose_hold_recovery_closed_meanwhile_is_charged_once_at_its_wors
     assert len(worst) == 1 and account.spent_picos == worst.pop()  # the worst case, not worst case + actual
     assert sum(s.cost_picos or 0 for s in steps) == account.spent_picos
     assert [s.status for s in steps].count("unsettled") == 1
+
+
+@pytest.mark.parametrize(("thresholds", "fired"), [((), 0), ((0.8,), 1)])
+def test_alerts_fire_only_at_the_runtimes_thresholds(
+    ledger_path: Path, thresholds: tuple[float, ...], fired: int
+) -> None:
+    alerts: list[Alert] = []
+    limit = Limit("tenant:acme", day=Budget(usd="0.011"))  # the one call spends over 90% of it
+
+    def usage(request: ModelRequest, text: str) -> Usage:
+        return Usage(input_tokens=10, output_tokens=request.max_tokens)
+
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(usage=usage), limits=[limit],
+                 alert_thresholds=thresholds, on_alert=alerts.append) as rt:
+        outcome = rt.run_sync(Worker, "hello", tenant="acme")
+    assert outcome.status is TaskStatus.SUCCEEDED
+    assert outcome.cost_usd is not None and outcome.cost_usd > Decimal("0.0099")
+    assert len([a for a in alerts if a.account.startswith("tenant:acme:day:")]) == fired
