@@ -25,14 +25,20 @@ from paymaster import (
     Ledger,
     Limit,
     ModelRequest,
+    ModelResponse,
     RetryPolicy,
     Runtime,
     ScriptedProvider,
     TaskStatus,
+    Tier,
     Usage,
+    tool,
 )
+from paymaster._money import to_picos
+from paymaster.cache import CacheHit, CacheScope
 from paymaster.errors import RateLimitError, ServerError
 from paymaster.ledger import Charge, Refusal
+from paymaster.providers import ToolCall
 
 
 class Worker(Agent):
@@ -211,3 +217,125 @@ def test_alerts_fire_only_at_the_runtimes_thresholds(
     assert outcome.status is TaskStatus.SUCCEEDED
     assert outcome.cost_usd is not None and outcome.cost_usd > Decimal("0.0099")
     assert len([a for a in alerts if a.account.startswith("tenant:acme:day:")]) == fired
+
+
+# -- the cache around a call: a hit is free -----------------------------------------------------
+
+
+class DictCache:
+    """An exact-match cache in a dict: what the runtime needs of a cache, without embeddings."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[CacheScope, str], tuple[str, Decimal]] = {}
+
+    def lookup(self, scope: CacheScope, prompt: str) -> CacheHit | None:
+        found = self.entries.get((scope, prompt))
+        if found is None:
+            return None
+        return CacheHit(output=found[0], cost_usd=found[1], kind="exact", similarity=1.0, entry_id="e",
+                        key="k", cached_prompt=prompt)
+
+    def store(self, scope: CacheScope, prompt: str, output: str, cost_usd: Decimal) -> bool:
+        self.entries[(scope, prompt)] = (output, cost_usd)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_cached_answer_is_free_carries_its_saving_and_stays_within_its_tenant(ledger_path: Path) -> None:
+    cache = DictCache()
+    provider = ScriptedProvider(usage=FIXED)
+    with Runtime(ledger=ledger_path, provider=provider, cache=cache) as rt:
+        first = rt.run_sync(Worker, "What is the refund window?", tenant="acme")
+        again = rt.run_sync(Worker, "What is the refund window?", tenant="acme")
+        other = rt.run_sync(Worker, "What is the refund window?", tenant="globex")
+        (hit,) = rt.ledger.steps(again.task_id)
+        account = rt.ledger.account(f"task:{again.task_id}")
+    assert len(provider.calls) == 2  # acme's first call and globex's: a hit never crosses tenants
+    assert first.cost_usd == other.cost_usd == Decimal("0.002")
+    assert again.cost_usd == 0 and again.cache_hits == 1 and again.cache_saved_usd == Decimal("0.002")
+    assert (hit.kind, hit.status, hit.cost_picos, hit.saved_picos) == ("cache_hit", "ok", 0, 2 * 10**9)
+    assert again.output == first.output
+    assert account is not None and (account.spent_picos, account.reserved_picos) == (0, 0)
+
+
+def test_an_answer_cut_at_max_tokens_is_not_cached(ledger_path: Path) -> None:
+    cache = DictCache()
+    provider = ScriptedProvider(lambda request: "word " * (request.max_tokens + 10), usage=FIXED)
+    with Runtime(ledger=ledger_path, provider=provider, cache=cache) as rt:
+        rt.run_sync(Worker, "Write a long answer.")
+        again = rt.run_sync(Worker, "Write a long answer.")
+    assert cache.entries == {} and len(provider.calls) == 2 and again.cache_hits == 0
+
+
+def test_an_answer_of_unknown_price_is_not_cached(ledger_path: Path) -> None:
+    cache = DictCache()
+    tiers = [Tier(name="local", provider="scripted", model="a-model-nobody-prices", max_tokens=50)]
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(), cache=cache, tiers=tiers) as rt:
+        outcome = rt.run_sync(Worker, "hello")
+    assert outcome.status is TaskStatus.SUCCEEDED and outcome.cost_usd is None
+    assert cache.entries == {}
+
+
+def test_a_stored_answer_is_stored_at_what_it_cost(ledger_path: Path) -> None:
+    cache = DictCache()
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(usage=FIXED), cache=cache) as rt:
+        rt.run_sync(Worker, "hello", tenant="acme")
+    ((scope, prompt), (_, cost)), = cache.entries.items()
+    assert (scope.tenant, scope.agent, prompt, cost) == ("acme", "worker", "hello", Decimal("0.002"))
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+
+@tool(price_usd="0.01")
+def fraud_check(order_id: int) -> str:
+    """A paid check whose backend is down."""
+    raise RuntimeError(f"fraud service unavailable for order {order_id}")
+
+
+class Checker(Agent):
+    name = "checker"
+    tools = [fraud_check]  # noqa: RUF012
+
+
+def test_a_paid_tool_that_fails_is_charged_its_price_and_the_model_reads_the_error(ledger_path: Path) -> None:
+    asks = ModelResponse(text="", usage=FIXED, model="m",
+                         tool_calls=(ToolCall(id="c1", name="fraud_check", arguments={"order_id": 7}),))
+    provider = ScriptedProvider([asks, "could not check"], usage=FIXED)
+    with Runtime(ledger=ledger_path, provider=provider) as rt:
+        outcome = rt.run_sync(Checker, "Is order 7 fraudulent?")
+        steps = rt.ledger.steps(outcome.task_id)
+        account = rt.ledger.account(f"task:{outcome.task_id}")
+    (call,) = [s for s in steps if s.kind == "tool"]
+    assert (call.status, call.cost_picos, call.model) == ("error", 10**10, "fraud_check")
+    assert call.error is not None and "fraud service unavailable for order 7" in call.error
+    assert "fraud service unavailable" in provider.calls[1].request.messages[-1].content
+    assert outcome.cost_usd == Decimal("0.002") * 2 + Decimal("0.01")
+    assert account is not None and account.spent_picos == to_picos(outcome.cost_usd)
+    assert account.spent_tool_calls == 1 and account.reserved_picos == 0
+
+
+def test_a_tool_whose_price_does_not_fit_is_refused_before_it_runs(ledger_path: Path) -> None:
+    ran: list[int] = []
+
+    @tool(price_usd="0.5")
+    def expensive(order_id: int) -> str:
+        """A tool that costs more than the task has left."""
+        ran.append(order_id)
+        return "ok"
+
+    class Spender(Agent):
+        name = "spender"
+        tools = [expensive]  # noqa: RUF012
+
+    asks = ModelResponse(text="", usage=FIXED, model="m",
+                         tool_calls=(ToolCall(id="c1", name="expensive", arguments={"order_id": 1}),))
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider([asks], usage=FIXED)) as rt:
+        outcome = rt.run_sync(Spender, "Go.", budget=Budget(usd="0.1"))
+        (refused,) = [s for s in rt.ledger.steps(outcome.task_id) if s.kind == "tool"]
+    assert ran == []
+    assert outcome.status is TaskStatus.BUDGET_EXCEEDED and outcome.cost_usd == Decimal("0.002")
+    assert (refused.status, refused.cost_picos) == ("refused", 0)
+    assert outcome.stop_reason is not None and outcome.stop_reason.startswith("usd cap of account task:")
