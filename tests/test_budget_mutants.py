@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 from tenacity import RetryCallState
 
 from paymaster import (
@@ -37,7 +38,7 @@ from paymaster import (
 from paymaster._money import to_picos
 from paymaster.cache import CacheHit, CacheScope
 from paymaster.errors import RateLimitError, ServerError
-from paymaster.ledger import Charge, Refusal
+from paymaster.ledger import AccountRecord, Charge, Refusal
 from paymaster.providers import ToolCall
 
 
@@ -339,3 +340,23 @@ def test_a_tool_whose_price_does_not_fit_is_refused_before_it_runs(ledger_path: 
     assert outcome.status is TaskStatus.BUDGET_EXCEEDED and outcome.cost_usd == Decimal("0.002")
     assert (refused.status, refused.cost_picos) == ("refused", 0)
     assert outcome.stop_reason is not None and outcome.stop_reason.startswith("usd cap of account task:")
+
+
+def test_when_one_account_refuses_for_good_the_refusal_names_it_even_if_another_is_only_busy(
+    ledger_path: Path,
+) -> None:
+    limit = Limit("tenant:acme", day=Budget(usd="0.05"))
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(usage=FIXED), limits=[limit]) as rt:
+        done = rt.run_sync(Worker, "hello", tenant="acme", budget=Budget(usd="0.02"))  # $0.002 on both
+        task = f"task:{done.task_id}"
+        (day,) = [a for a in _account_ids(rt) if a.startswith("tenant:acme:day:")]
+        # Another call in flight holds $0.04 of the tenant's day: the tenant is busy, not spent.
+        rt.ledger.reserve([day], Charge(picos=4 * 10**10), task_id="other", kind="execute")
+        refusal = rt.ledger.reserve([task, day], Charge(picos=19 * 10**9), task_id=done.task_id, kind="execute")
+    # The task's own cap can never fit it ($0.002 + $0.019 > $0.02): waiting for the tenant would not help.
+    assert isinstance(refusal, Refusal) and refusal.account == task and not refusal.transient
+
+
+def _account_ids(rt: Runtime) -> list[str]:
+    with rt.ledger.session() as s:
+        return [a.id for a in s.exec(select(AccountRecord)).all()]
