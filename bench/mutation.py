@@ -177,7 +177,8 @@ def run_mutmut(args: list[str]) -> int:
         # mutmut puts mutants/ first on sys.path; an inherited PYTHONPATH could shadow it
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["PYTEST_TIMEOUT"] = str(TEST_TIMEOUT)
-        env["PYTEST_ADDOPTS"] = " ".join(f"--ignore={t}" for t in WITHOUT)
+        # --deselect, not --ignore: a file named on the command line is collected despite --ignore
+        env["PYTEST_ADDOPTS"] = " ".join(f"--deselect={t}" for t in WITHOUT)
         return subprocess.call([sys.executable, __file__, "--as-mutmut", *args], cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, env=env)
 
@@ -299,7 +300,7 @@ def run_hand_mutants() -> None:
             line = source[: re.search(hm.old, source).start()].count("\n") + 1  # type: ignore[union-attr]
             proc = subprocess.run(
                 [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                 "--timeout", str(2 * TEST_TIMEOUT), *(f"--ignore={t}" for t in WITHOUT), *test_selection()],
+                 "--timeout", str(2 * TEST_TIMEOUT), *(t for t in test_selection() if t not in WITHOUT)],
                 cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
             )
         verdict = {0: "SURVIVED", 1: "killed"}.get(proc.returncode, f"exit {proc.returncode}")
