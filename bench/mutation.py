@@ -51,6 +51,8 @@ WITHOUT: list[str] = []  # test files left out (--without), to measure what they
 SCOPE: dict[str, list[str]] = {  # in the order they are checked: the reservation itself first
     "paymaster/ledger/_accounts.py": ["*"],
     "paymaster/executors/_guard.py": ["*"],
+    "paymaster/executors/_waiting.py": ["*"],
+    "paymaster/ledger/_writer.py": ["*"],
     "paymaster/executors/_retry.py": ["*"],
     "paymaster/pricing/_tokens.py": ["bound_prompt_tokens", "_request_texts", "_overhead"],
     "paymaster/pricing/_prices.py": ["ModelPrices.worst_case", "ModelPrices.cost", "ModelPrices.rates_for"],
