@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from .router import ScoreRouter, Tier, TierTable
     from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
+    from .telemetry import OpenTelemetry
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "ModelResponse",
     "Observer",
     "OpenAIProvider",
+    "OpenTelemetry",
     "Outcome",
     "PaymasterError",
     "Plan",
@@ -99,7 +101,7 @@ _LAZY = {
     "Provider": "providers", "ReplayProvider": "providers", "ScriptedProvider": "providers", "Usage": "providers",
     "ScoreRouter": "router", "Tier": "router", "TierTable": "router", "Agent": "runtime", "Budget": "runtime",
     "Limit": "runtime", "Outcome": "runtime", "Runtime": "runtime", "Task": "runtime", "TaskStatus": "runtime",
-    "SemanticCache": "cache",
+    "SemanticCache": "cache", "OpenTelemetry": "telemetry",
 }
 
 

@@ -15,6 +15,7 @@ EXPORTED = {
     "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
     "ConnectionDroppedError",
     "Halt",
+    "OpenTelemetry",
     "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos",
 }
 
