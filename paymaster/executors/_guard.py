@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import anyio
@@ -184,6 +185,16 @@ class BudgetGuard:
             loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
 
         future.add_done_callback(done)
+
+    def _release(self, ctx: CallContext, kind: str, subtask_id: str | None,
+                 done: Future[Reservation | Refusal]) -> None:
+        held = done.result() if done.exception() is None else None
+        if isinstance(held, Reservation):
+            self.ledger.accounts.settle_later(held, Charge(), {
+                "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "status": "refused",
+                "cost_picos": 0, "error": "cancelled before the call was sent: its hold was released",
+                "created_at": time.time(),
+            })
 
     @staticmethod
     def _observe(ctx: CallContext, step: Mapping[str, Any]) -> None:
@@ -368,10 +379,19 @@ class BudgetGuard:
                 while not ticket.first and time.monotonic() < deadline:
                     await ticket.wait(deadline)
             while True:
-                reservation = await self.ledger.accounts.areserve(
+                pending = self.ledger.accounts.reserve_later(
                     accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
                     provider=provider, model=model, tier=tier,
                 )
+                if self.ledger.sql.writer.has_buffered():
+                    self.ledger.sql.writer.flush()  # the call waits for it: do not wait for the loop to idle
+                try:
+                    reservation = await wait(pending)
+                except BaseException:
+                    # Cancelled while the hold was being written: once it commits, release it (the call
+                    # was never sent), so that no hold outlives its caller.
+                    pending.add_done_callback(partial(self._release, ctx, kind, subtask_id))
+                    raise
                 if not isinstance(reservation, Refusal) or not reservation.transient:
                     return reservation
                 if time.monotonic() >= deadline:

@@ -273,6 +273,24 @@ class Accounts:
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
         return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
 
+    def reserve_later(
+        self,
+        accounts: Sequence[str],
+        held: Charge,
+        *,
+        task_id: str,
+        kind: str,
+        subtask_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        tier: str | None = None,
+        ttl_seconds: float = RESERVATION_TTL_SECONDS,
+    ) -> Future[Reservation | Refusal]:
+        """Queue a reservation; the future resolves once it is committed (or refused)."""
+        ids = sorted(set(accounts))
+        where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
+        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
+
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
         row, thresholds = dict(step), self.alert_thresholds

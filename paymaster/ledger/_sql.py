@@ -62,9 +62,9 @@ class SqlRunner:
         """Run ``fn`` in a committed write transaction, awaiting it without blocking the event loop."""
         return await self.writer.run(fn, may_abort=may_abort)
 
-    def submit(self, fn: Callable[[Tx], T]) -> Future[T]:
+    def submit(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> Future[T]:
         """Queue ``fn``; the future resolves once its group is committed."""
-        return self.writer.submit(fn)
+        return self.writer.submit(fn, may_abort=may_abort)
 
     def close(self) -> None:
         """Finish queued work and close the write connection."""

@@ -123,17 +123,24 @@ def run_group(conn: Any, group: Sequence[_Work], *, sqlite: bool, where: str, be
             pass
         failure = LedgerError(f"ledger write failed ({where}): {exc}")
         for work in group:
-            work.future.set_exception(failure)
+            _resolve(work.future, None, failure)
         return
     finally:
         cur.close()
     for work, value, error in results:
-        if error is None:
-            work.future.set_result(value)
-        elif isinstance(error, sqlite3.Error):
-            work.future.set_exception(LedgerError(f"ledger write failed ({where}): {error}"))
-        else:
-            work.future.set_exception(error)
+        if isinstance(error, sqlite3.Error):
+            error = LedgerError(f"ledger write failed ({where}): {error}")
+        _resolve(work.future, value, error)
+
+
+def _resolve(future: Future[Any], value: Any, error: BaseException | None) -> None:
+    """Settle a unit's future; one that was cancelled meanwhile must not stop the rest of its group."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
 
 
 def _attempt(
@@ -187,6 +194,7 @@ class Writer:
         self._inline_lock = threading.Lock()
         self._inline_commits = 0
         self._later: list[_Work] = []
+        self._later_thread: int | None = None  # the one thread whose event loop buffers work in _later
         self._flush_scheduled = False
         self._active = False
         self._sqlite = sqlite
@@ -215,7 +223,10 @@ class Writer:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 loop = None
-            if loop is not None:  # grouped with whatever else this loop queues before it next idles
+            if loop is not None and self._later_thread in (None, threading.get_ident()):
+                # Grouped with whatever else this loop queues before it next idles. One thread owns
+                # the buffer: work from any other thread goes straight to the writer's queue.
+                self._later_thread = threading.get_ident()
                 self._later.append(work)
                 if not self._flush_scheduled:
                     # A moment's delay groups this with more work (the rest of this task's steps, other
@@ -231,7 +242,9 @@ class Writer:
         if threading.current_thread() is self._thread:
             raise LedgerError("ledger work submitted from the ledger's own writer thread")
         work = _Work(fn, may_abort)
-        group, self._later = [*self._later, work], []
+        group = [work]
+        if self._later_thread == threading.get_ident():  # this thread's buffered work goes first
+            group, self._later = [*self._later, work], []
         self._place(group)
         result: T = work.future.result()
         return result
@@ -239,9 +252,13 @@ class Writer:
     async def run(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
         """Run ``fn`` in a committed transaction without blocking the event loop."""
         future = self.submit(fn, may_abort=may_abort)
-        if self._later:
+        if self.has_buffered():
             self.flush()  # the caller waits for it: do not wait for the loop to idle first
         return await wait(future)
+
+    def has_buffered(self) -> bool:
+        """Whether this thread's event loop has queued work not yet run."""
+        return bool(self._later) and self._later_thread == threading.get_ident()
 
     def flush(self) -> None:
         """Run what this loop has queued: in place if the database is free, else on the writer thread."""
@@ -341,11 +358,32 @@ class Writer:
 
 
 async def wait(future: Future[T]) -> T:
-    """Await a writer future from async code, without blocking the event loop."""
+    """Await a writer future from async code, without blocking the event loop.
+
+    Cancelling the awaiting task does not cancel the work: once queued, a unit
+    runs and commits (a reservation whose caller was cancelled is released by
+    the caller's cleanup, never lost half-way).
+    """
     if future.done():
         return future.result()
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:  # another event loop (trio): a worker thread waits instead
         return await anyio.to_thread.run_sync(future.result)
-    return await asyncio.wrap_future(future)
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def done(finished: Future[T]) -> None:
+        loop.call_soon_threadsafe(_copy, finished, waiter)
+
+    future.add_done_callback(done)
+    return await waiter
+
+
+def _copy(source: Future[T], target: asyncio.Future[T]) -> None:
+    if target.done():  # the awaiting task was cancelled
+        return
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
