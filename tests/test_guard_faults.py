@@ -12,6 +12,7 @@ import textwrap
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -20,12 +21,15 @@ from paymaster import (
     Agent,
     Alert,
     Budget,
+    Complexity,
     Limit,
     ModelRequest,
     ModelResponse,
+    Plan,
     RetryPolicy,
     Runtime,
     ScriptedProvider,
+    Subtask,
     Tier,
     Usage,
 )
@@ -273,3 +277,52 @@ def test_recovery_leaves_a_live_processs_holds_alone_and_closes_them_once_it_die
     account = db.account("tenant:live")
     assert account is not None and (account.reserved_picos, account.spent_picos) == (0, 5000)
     db.close()
+
+
+class Fanout(Agent):
+    name = "fanout"
+
+    def make_plan(self, input: str) -> Plan | None:
+        return Plan(subtasks=[Subtask(id=f"p{i}", goal=f"Part {i}.", complexity=Complexity.SIMPLE) for i in range(4)])
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_calls_cancelled_while_their_holds_are_written_leave_no_hold_behind(
+    ledger_path: Path, monkeypatch: pytest.MonkeyPatch, in_place: bool
+) -> None:
+    # Many tasks at once on a tight tenant cap: a subtask stopped by the cap cancels its siblings, some
+    # of them while their reservations are being written. Every hold must still end, and every task too.
+    if not in_place:  # as when the database is busy: every write goes through the writer thread
+        from paymaster.ledger._writer import Writer
+
+        monkeypatch.setattr(Writer, "_try_inline", lambda self, group: False)
+
+    async def main() -> list[TaskStatus]:
+        provider = ScriptedProvider(lambda request: _served("gpt-4o-mini"), latency=0.01)
+        limits = [Limit("tenant:acme", day=Budget(usd="0.002"))]
+        with Runtime(ledger=ledger_path, provider=provider, tiers=_tiers(), limits=limits, budget_wait=2) as rt:
+            statuses: list[TaskStatus] = []
+
+            async def one(i: int) -> None:
+                statuses.append((await rt.run(Fanout, f"Job {i}.", tenant="acme")).status)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for i in range(60):
+                        tg.start_soon(one, i)
+            held = sum(a.reserved_picos for a in _all_accounts(rt.ledger))
+            assert held == 0
+            return statuses
+
+    statuses = anyio.run(main)
+    assert len(statuses) == 60
+    assert TaskStatus.BUDGET_EXCEEDED in statuses and TaskStatus.SUCCEEDED in statuses
+
+
+def _all_accounts(ledger: Ledger) -> list[Any]:
+    from sqlmodel import select
+
+    from paymaster.ledger import AccountRecord
+
+    with ledger.session() as s:
+        return list(s.exec(select(AccountRecord)).all())
