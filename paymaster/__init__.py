@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     )
     from .router import ScoreRouter, Tier, TierTable
     from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
-    from .telemetry import OpenTelemetry
+    from .telemetry import LiveAnomalies, LiveAnomaly, OpenTelemetry
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,8 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "Limit",
+    "LiveAnomalies",
+    "LiveAnomaly",
     "Message",
     "MissingExtraError",
     "ModelPrices",
@@ -102,6 +104,7 @@ _LAZY = {
     "ScoreRouter": "router", "Tier": "router", "TierTable": "router", "Agent": "runtime", "Budget": "runtime",
     "Limit": "runtime", "Outcome": "runtime", "Runtime": "runtime", "Task": "runtime", "TaskStatus": "runtime",
     "SemanticCache": "cache", "OpenTelemetry": "telemetry",
+    "LiveAnomalies": "telemetry", "LiveAnomaly": "telemetry",
 }
 
 

@@ -15,7 +15,7 @@ EXPORTED = {
     "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
     "ConnectionDroppedError",
     "Halt",
-    "OpenTelemetry",
+    "OpenTelemetry", "LiveAnomalies", "LiveAnomaly",
     "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos",
 }
 
