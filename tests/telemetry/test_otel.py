@@ -59,6 +59,10 @@ class Clerk(Agent):
     tools = [lookup_order]  # noqa: RUF012
 
 
+class Answerer(Agent):
+    name = "answerer"  # no tools: its calls can be served from the cache
+
+
 @dataclass
 class Collected:
     spans: InMemorySpanExporter
@@ -302,3 +306,24 @@ def test_spans_reach_an_otlp_http_collector_as_protobuf(ledger_path: Path) -> No
     assert step["paymaster.cost_picos"].int_value == row.cost_picos
     assert step["gen_ai.usage.cost.amount"].double_value == float(from_picos(row.cost_picos or 0))
     assert sent["invoke_agent clerk"]["paymaster.tenant"].string_value == "acme"
+
+
+def test_a_cache_hit_is_a_free_chat_span_that_carries_what_it_saved(ledger_path: Path, otel: Collected) -> None:
+    pytest.importorskip("faiss")
+    from paymaster.cache import SemanticCache
+    from tests.cache.helpers import WordEmbedder
+
+    with SemanticCache(ledger_path.parent / "cache.db", embedder=WordEmbedder()) as cache, Runtime(
+        ledger=ledger_path, provider=ScriptedProvider(usage=CACHED), cache=cache, observers=[otel.observer]
+    ) as rt:
+        rt.run_sync(Answerer, "What is the refund window for annual plans?")
+        again = rt.run_sync(Answerer, "What is the refund window for annual plans?")
+        (row,) = rt.ledger.steps(again.task_id)
+    assert row.kind == "cache_hit" and row.saved_picos
+    (span,) = [s for s in otel.finished() if (s.attributes or {}).get("paymaster.step.kind") == "cache_hit"]
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.provider.name"] == "cache"
+    assert attrs["paymaster.cost_picos"] == 0 and attrs["gen_ai.usage.cost.amount"] == 0.0
+    assert attrs["paymaster.saved_picos"] == row.saved_picos
+    assert span.kind.name == "INTERNAL"
+    assert sum(otel.sums("paymaster.calls").values()) == 1  # the hit is no call
