@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -21,13 +20,13 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from .._money import fmt_usd, from_picos, to_picos
 from ..errors import ConfigurationError, MalformedResponseError, PaymasterError, ProviderError, ProviderTimeoutError
 from ..ledger import Alert, Charge, Ledger, Refusal, Reservation, Totals
-from ..ledger._writer import wait
+from ..ledger._writer import Pending, wait
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
 from ..router import Tier, TierTable, same_model
 from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, hit_response
 from ._lengths import ReplyLengths
-from ._observe import Observer, TaskView
+from ._observe import Halt, Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
 from ._tools import Tool
@@ -181,13 +180,13 @@ class BudgetGuard:
         except RuntimeError:
             return  # another event loop: waiters find the room on their next re-check
 
-        def done(settled: Future[list[Alert]]) -> None:
+        def done(settled: Pending[list[Alert]]) -> None:
             loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
 
         future.add_done_callback(done)
 
     def _release(self, ctx: CallContext, kind: str, subtask_id: str | None,
-                 done: Future[Reservation | Refusal]) -> None:
+                 done: Pending[Reservation | Refusal]) -> None:
         held = done.result() if done.exception() is None else None
         if isinstance(held, Reservation):
             self.ledger.accounts.settle_later(held, Charge(), {
@@ -198,11 +197,18 @@ class BudgetGuard:
 
     @staticmethod
     def _observe(ctx: CallContext, step: Mapping[str, Any]) -> None:
-        if ctx.view is not None:
-            for observer in ctx.observers:
+        if ctx.view is None:
+            return
+        halt: Halt | None = None
+        for observer in ctx.observers:  # every observer sees the step, even after one asks to halt
+            try:
                 observer.step_recorded(ctx.view, step, ctx.charges.totals)
+            except Halt as stop:
+                halt = halt or stop
+        if halt is not None:
+            raise halt
 
-    def _settled(self, accounts: Sequence[str], settled: Future[list[Alert]]) -> None:
+    def _settled(self, accounts: Sequence[str], settled: Pending[list[Alert]]) -> None:
         self.waiters.notify(accounts)
         if settled.exception() is None:
             self.ledger.accounts.fire(settled.result())
@@ -418,7 +424,7 @@ class BudgetGuard:
         )
         if ctx.on_pause is not None:
             paused = ctx.on_pause(True)
-            if isinstance(paused, Future):  # the task shows as awaiting approval before anyone is asked
+            if isinstance(paused, Pending):  # the task shows as awaiting approval before anyone is asked
                 await wait(paused)
         try:
             approved = await ctx.approver(request)

@@ -15,15 +15,15 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticUndefined
 
 from ..errors import LedgerError
-from ._sql import SqlRunner, Tx, in_list
+from ._sql import SqlRunner, Tx
 from ._tables import StepRecord
+from ._writer import Pending, in_list
 
 RESERVATION_TTL_SECONDS = 15 * 60
 HOST = socket.gethostname()
@@ -285,7 +285,7 @@ class Accounts:
         model: str | None = None,
         tier: str | None = None,
         ttl_seconds: float = RESERVATION_TTL_SECONDS,
-    ) -> Future[Reservation | Refusal]:
+    ) -> Pending[Reservation | Refusal]:
         """Queue a reservation; the future resolves once it is committed (or refused)."""
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
@@ -296,7 +296,7 @@ class Accounts:
         row, thresholds = dict(step), self.alert_thresholds
         self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds)))
 
-    def settle_later(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> Future[list[Alert]]:
+    def settle_later(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> Pending[list[Alert]]:
         """Queue a settlement; the future gives the alerts it fired once it is committed."""
         row, thresholds = dict(step), self.alert_thresholds
         return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds))

@@ -10,7 +10,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,9 +22,10 @@ from sqlmodel import Session, SQLModel, col
 from ..errors import ConfigurationError, LedgerError
 from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step, pid_alive
 from ._paths import check_ledger_path
-from ._sql import SqlRunner, Tx, sqlite_pragmas
+from ._sql import SqlRunner, Tx
 from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
 from ._tasks import Totals, insert_task_tx, update_task_tx
+from ._writer import Pending, sqlite_pragmas
 
 T = TypeVar("T")
 _UNSET = object()
@@ -263,7 +263,7 @@ class Ledger:
             found.setdefault((provider, requested), {})[served] = int(max_output)
         return found
 
-    def remember_served(self, provider: str, requested: str, served: str, output_tokens: int) -> Future[Any]:
+    def remember_served(self, provider: str, requested: str, served: str, output_tokens: int) -> Pending[Any]:
         """Durably note that ``served`` answered a request for ``requested`` with ``output_tokens`` of output."""
         params = {"p": provider, "r": requested, "s": served, "o": output_tokens, "t": time.time()}
         return self.sql.submit(lambda tx: tx.execute(
@@ -281,7 +281,7 @@ class Ledger:
 
     # -- the lean per-task path (used by the runtime; never blocks the event loop) ---------
 
-    def open_task_later(self, record: Mapping[str, Any], accounts: Mapping[str, Caps | None]) -> Future[None]:
+    def open_task_later(self, record: Mapping[str, Any], accounts: Mapping[str, Caps | None]) -> Pending[None]:
         """Queue a new task row and the accounts it needs; later work on the task is queued behind it."""
         # Shared accounts need creating (or their caps setting) once per process, not once per task.
         fresh = {a: c for a, c in accounts.items() if self._ensured.get(a, _UNSET) != c}
@@ -293,19 +293,19 @@ class Ledger:
 
         return self.watch(str(record["id"]), self.sql.submit(work))
 
-    def update_task_later(self, task_id: str, **values: Any) -> Future[None]:
+    def update_task_later(self, task_id: str, **values: Any) -> Pending[None]:
         """Queue an update of a task row (its plan, its status while it waits for approval)."""
         return self.watch(task_id, self.sql.submit(lambda tx: update_task_tx(tx, task_id, values)))
 
-    def record_step_later(self, step: Mapping[str, Any]) -> Future[None]:
+    def record_step_later(self, step: Mapping[str, Any]) -> Pending[None]:
         """Queue a step that holds no reservation (a refusal, a free tool call, a cache hit)."""
         row = dict(step)
         return self.watch(str(row["task_id"]), self.sql.submit(lambda tx: insert_step(tx, row)))
 
-    def watch(self, task_id: str, future: Future[T]) -> Future[T]:
+    def watch(self, task_id: str, future: Pending[T]) -> Pending[T]:
         """Remember a queued write's failure against its task, to report when the task finishes."""
 
-        def check(done: Future[T]) -> None:
+        def check(done: Pending[T]) -> None:
             error = done.exception()
             if error is not None:
                 self._failures.setdefault(task_id, error)

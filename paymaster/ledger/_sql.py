@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
 from ..errors import ConfigurationError
-from ._writer import Cursor, Tx, Writer, in_list, sqlite_pragmas
+from ._writer import Cursor, Pending, Tx, Writer, in_list, sqlite_pragmas
 
 __all__ = ["Cursor", "SqlRunner", "Tx", "in_list", "sqlite_pragmas"]
 
@@ -62,7 +61,7 @@ class SqlRunner:
         """Run ``fn`` in a committed write transaction, awaiting it without blocking the event loop."""
         return await self.writer.run(fn, may_abort=may_abort)
 
-    def submit(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> Future[T]:
+    def submit(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> Pending[T]:
         """Queue ``fn``; the future resolves once its group is committed."""
         return self.writer.submit(fn, may_abort=may_abort)
 

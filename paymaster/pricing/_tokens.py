@@ -32,6 +32,7 @@ def _encoding() -> Encoding:
     return tiktoken.get_encoding(_ENCODING)
 
 
+@lru_cache(maxsize=4096)  # instructions and system prompts repeat across calls and tasks
 def count_tokens(text: str) -> int:
     """Count tokens of ``text`` with cl100k_base (an estimate for non-OpenAI models)."""
     return len(_encoding().encode(text, disallowed_special=()))
