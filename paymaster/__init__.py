@@ -18,7 +18,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .cache import SemanticCache
-    from .executors import ApprovalRequest, CapPolicy, Halt, Observer, RetryPolicy, TaskView, Tool, tool
+    from .executors import ApprovalRequest, CapPolicy, Halt, Observer, RetryPolicy, TaskView, Tool, ToolPolicy, tool
     from .ledger import Alert, Ledger
     from .planners import Complexity, Plan, Subtask
     from .pricing import ModelPrices, PriceBook
@@ -84,6 +84,7 @@ __all__ = [
     "Tier",
     "TierTable",
     "Tool",
+    "ToolPolicy",
     "UnknownTierError",
     "Usage",
     "__version__",
@@ -96,6 +97,7 @@ __all__ = [
 # `paymaster` command) starts without loading the SDKs, SQLModel or the cache's models.
 _LAZY = {
     "ApprovalRequest": "executors", "CapPolicy": "executors", "RetryPolicy": "executors", "Tool": "executors",
+    "ToolPolicy": "executors",
     "tool": "executors", "Halt": "executors", "Observer": "executors", "TaskView": "executors",
     "Alert": "ledger", "Ledger": "ledger", "Complexity": "planners", "Plan": "planners",
     "Subtask": "planners", "ModelPrices": "pricing", "PriceBook": "pricing", "AnthropicProvider": "providers",

@@ -12,7 +12,7 @@ EXPORTED = {
     "Plan", "PriceBook", "PriceUnknownError", "Provider", "ProviderError", "Runtime", "ScriptedProvider",
     "Subtask", "Task", "TaskStatus", "TaskView", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
     "ApprovalRequest", "CapPolicy",
-    "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "tool", "Alert", "Limit",
+    "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "ToolPolicy", "tool", "Alert", "Limit",
     "ConnectionDroppedError",
     "Halt",
     "OpenTelemetry", "LiveAnomalies", "LiveAnomaly",

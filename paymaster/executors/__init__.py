@@ -7,7 +7,7 @@ from ._guard import BudgetGuard, BudgetStop, CallContext, ModelRejected, RunChar
 from ._observe import Halt, Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
 from ._retry import RetryPolicy
-from ._tools import Tool, tool
+from ._tools import Tool, ToolPolicy, tool
 
 __all__ = [
     "ApprovalRequest",
@@ -26,6 +26,7 @@ __all__ = [
     "RunCharges",
     "TaskView",
     "Tool",
+    "ToolPolicy",
     "aggregate",
     "combine",
     "describe_refusal",

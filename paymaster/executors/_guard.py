@@ -29,6 +29,7 @@ from ._lengths import ReplyLengths
 from ._observe import Halt, Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
+from ._toolcheck import check_tool_policy
 from ._tools import Tool
 from ._waiting import Ticket, Waiters
 
@@ -96,6 +97,9 @@ class CallContext:
     observers: Sequence[Observer] = ()
     view: TaskView | None = None
     usd_capped: bool = True  # some account of the chain caps dollars (a model's first call then goes alone)
+    role: str | None = None  # the agent's role, for tool policies
+    budget_usd: Decimal | None = None  # the task's USD budget, for tool policies
+    tool_use: dict[str, tuple[int, int]] = field(default_factory=dict)  # tool -> (calls, picos) in this task
 
 
 class BudgetGuard:
@@ -550,12 +554,22 @@ class BudgetGuard:
         return response, cost
 
     async def tool(self, ctx: CallContext, tool: Tool, arguments: dict[str, Any], *, subtask_id: str | None) -> str:
-        """Run a tool call if the budget has room for one more (and for its price); record it."""
+        """Run a tool call if its policy allows it and the budget has room (and for its price); record it.
+
+        A call its policy refuses (or that a person did not approve) is a ledger row saying why, and the
+        model gets the refusal as the tool's answer.
+        """
         held = Charge(picos=0 if tool.price_usd is None else to_picos(tool.price_usd), tool_calls=1)
         step: dict[str, Any] = {
             "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": "tool", "provider": "tool",
-            "model": tool.name, "reserved_picos": held.picos, "created_at": time.time(),
+            "model": tool.name, "request_model": tool.name, "reserved_picos": held.picos, "created_at": time.time(),
         }
+        refused = await check_tool_policy(ctx, tool)
+        if refused is not None:
+            self.record(ctx, {**step, "status": "refused", "error": refused, "cost_picos": 0})
+            return f"refused: {refused}"
+        calls, spent = ctx.tool_use.get(tool.name, (0, 0))
+        ctx.tool_use[tool.name] = (calls + 1, spent + held.picos)
         reservation = await self._reserve(ctx, ctx.accounts, held, "tool", subtask_id, "tool", tool.name, None)
         if isinstance(reservation, Refusal):
             reason = describe_refusal(reservation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, get_type_hints, overload
@@ -17,6 +17,35 @@ from ..providers._types import ToolSpec
 
 
 @dataclass(frozen=True)
+class ToolPolicy:
+    """Who may call a tool, and when a person must approve a call (per task).
+
+    ``roles``: only agents whose ``role`` is one of these (None: any agent).
+    ``min_budget_usd``: only tasks whose USD budget is at least this (a premium
+    tool for well-funded tasks). ``approve_after_calls``: calls past this many
+    in one task each need the runtime's approver; ``approve_over_usd``: so do
+    calls once the task has spent this much on the tool.
+    """
+
+    roles: frozenset[str] | None = None
+    min_budget_usd: Decimal | None = None
+    approve_after_calls: int | None = None
+    approve_over_usd: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_budget_usd", "approve_over_usd"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value < 0):
+                raise ConfigurationError(f"tool policy: {name} must be a dollar amount >= 0, got {value!r}")
+        if self.approve_after_calls is not None and (
+            not isinstance(self.approve_after_calls, int) or self.approve_after_calls < 0
+        ):
+            raise ConfigurationError(
+                f"tool policy: approve_after_calls must be a count >= 0, got {self.approve_after_calls!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Tool:
     """A function the model can call; ``price_usd`` is charged per call against the budget."""
 
@@ -25,10 +54,16 @@ class Tool:
     description: str
     price_usd: Decimal | None
     arguments: type[BaseModel] = field(repr=False)
+    policy: ToolPolicy = field(default_factory=ToolPolicy)
 
     @classmethod
     def from_function(
-        cls, fn: Callable[..., Any] | Tool, *, name: str | None = None, price_usd: Decimal | str | None = None
+        cls,
+        fn: Callable[..., Any] | Tool,
+        *,
+        name: str | None = None,
+        price_usd: Decimal | str | None = None,
+        policy: ToolPolicy | None = None,
     ) -> Tool:
         """Build a tool from a type-annotated function; its docstring is the description."""
         if isinstance(fn, Tool):
@@ -52,7 +87,7 @@ class Tool:
         if price is not None and (not price.is_finite() or price < 0):
             raise ConfigurationError(f"tool {tool_name!r}: price_usd must be >= 0, got {price_usd!r}")
         model = create_model(f"{tool_name}_arguments", **fields)
-        return cls(fn, tool_name, inspect.getdoc(fn) or "", price, model)
+        return cls(fn, tool_name, inspect.getdoc(fn) or "", price, model, policy or ToolPolicy())
 
     def spec(self) -> ToolSpec:
         """The tool as offered to a model: name, description, JSON schema of its arguments."""
@@ -78,14 +113,48 @@ class Tool:
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
-    *, name: str | None = None, price_usd: Decimal | str | None = None
+    *,
+    name: str | None = None,
+    price_usd: Decimal | str | None = None,
+    roles: Iterable[str] | None = None,
+    min_budget_usd: Decimal | str | None = None,
+    approve_after_calls: int | None = None,
+    approve_over_usd: Decimal | str | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, price_usd: Decimal | str | None = None
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    price_usd: Decimal | str | None = None,
+    roles: Iterable[str] | None = None,
+    min_budget_usd: Decimal | str | None = None,
+    approve_after_calls: int | None = None,
+    approve_over_usd: Decimal | str | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Decorator: turn a typed function into a Tool, optionally priced (``@tool(price_usd="0.002")``)."""
+    """Decorator: a typed function as a Tool, optionally priced and guarded (see ``ToolPolicy``).
+
+    ``@tool(price_usd="0.10", min_budget_usd="1", approve_after_calls=50)``.
+    """
     if fn is not None:
         return Tool.from_function(fn)
-    return lambda f: Tool.from_function(f, name=name, price_usd=price_usd)
+    policy = ToolPolicy(
+        roles=None if roles is None else frozenset([roles] if isinstance(roles, str) else roles),
+        min_budget_usd=_dollars(min_budget_usd, "min_budget_usd"),
+        approve_after_calls=approve_after_calls,
+        approve_over_usd=_dollars(approve_over_usd, "approve_over_usd"),
+    )
+    return lambda f: Tool.from_function(f, name=name, price_usd=price_usd, policy=policy)
+
+
+def _dollars(value: Decimal | str | None, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        raise ConfigurationError(
+            f"tool policy: {name} must be dollars as a string such as \"1.50\", got {value!r}"
+        ) from None

@@ -44,6 +44,8 @@ class Agent:
     planner_tier: ClassVar[str | None] = None
     summarise_over: ClassVar[int | None] = 6_000
     cacheable: ClassVar[bool] = True
+    role: ClassVar[str | None] = None
+    """What the agent is, for tool policies (``@tool(roles=["analyst"])``)."""
     max_tokens: ClassVar[Literal["auto"] | None] = None
     """``"auto"``: each call's ``max_tokens`` (and so its hold) comes from this agent's observed reply
     lengths (p99 x 1.5, within the tier's maximum); a reply cut at that limit is asked again with the
@@ -110,6 +112,8 @@ class Agent:
             raise AgentDefinitionError(
                 f"{where}: summarise_over is a token count of at least 100 (or None), got {cls.summarise_over!r}"
             )
+        if cls.role is not None and (not isinstance(cls.role, str) or not cls.role):
+            raise AgentDefinitionError(f"{where}: role must be a non-empty string or None, got {cls.role!r}")
         if cls.max_tokens not in (None, "auto"):
             raise AgentDefinitionError(
                 f"{where}: max_tokens is \"auto\" or None (a tier's max_tokens sets the number), got {cls.max_tokens!r}"

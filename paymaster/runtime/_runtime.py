@@ -209,7 +209,7 @@ class Runtime:
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
             cache=self.cache if agent.cacheable else None, agent_version=agent.version,
             auto_max_tokens=agent.max_tokens == "auto", usd_capped=running.usd_capped,
-            observers=tuple(self.observers), view=view,
+            observers=tuple(self.observers), view=view, role=agent.role, budget_usd=task.budget.usd,
             on_pause=lambda paused: self.ledger.update_task_later(
                 task.id, status="awaiting_approval" if paused else "running"
             ),
