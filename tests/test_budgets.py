@@ -32,6 +32,8 @@ from paymaster.errors import OverloadedError, RateLimitError
 from paymaster.planners import PlanContext
 from paymaster.providers import ToolCall
 
+pytestmark = pytest.mark.ledgers  # every ledger_path test runs on SQLite and PostgreSQL
+
 FAST = RetryPolicy(initial_wait=0, max_wait=0)
 FIXED = Usage(input_tokens=1_000, output_tokens=200)  # on claude-haiku-4-5: $0.001 + $0.001 = $0.002
 

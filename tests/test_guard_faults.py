@@ -46,6 +46,8 @@ from paymaster.executors import may_have_billed
 from paymaster.ledger import Ledger, Refusal
 from paymaster.runtime import TaskStatus
 
+pytestmark = pytest.mark.ledgers  # every ledger_path test runs on SQLite and PostgreSQL
+
 # Published prices, dollars per million tokens (OpenAI's pricing page).
 MINI_IN, MINI_OUT = Decimal("0.15"), Decimal("0.60")
 GPT4O_IN, GPT4O_OUT = Decimal("2.50"), Decimal("10.00")

@@ -11,11 +11,14 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider
 from paymaster._money import to_picos
 from paymaster.ledger import AccountRecord, Charge, Ledger, Reservation, ReservationRecord
+
+pytestmark = pytest.mark.ledgers  # every test runs on a SQLite file and on PostgreSQL
 
 WORKER = textwrap.dedent(
     """
@@ -39,8 +42,8 @@ def _spawn(code: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stderr=subprocess.PIPE)
 
 
-def test_two_processes_sharing_one_tenant_cap_never_pass_it(tmp_path: Path) -> None:
-    ledger = str(tmp_path / "shared.db")
+def test_two_processes_sharing_one_tenant_cap_never_pass_it(ledger_path: Path) -> None:
+    ledger = str(ledger_path)
     Ledger(ledger).close()  # create the schema once, before the race
     cap = "0.05"  # each call costs $0.0025 and holds ~$0.0105: about 16-20 calls fit
     procs = [_spawn(WORKER, ledger, cap, "40") for _ in range(2)]
@@ -80,8 +83,8 @@ STALLER = textwrap.dedent(
 )
 
 
-def test_a_process_killed_mid_call_is_recovered_at_the_next_start(tmp_path: Path) -> None:
-    ledger = str(tmp_path / "crash.db")
+def test_a_process_killed_mid_call_is_recovered_at_the_next_start(ledger_path: Path) -> None:
+    ledger = str(ledger_path)
     Ledger(ledger).close()
     proc = _spawn(STALLER, ledger)
     db = Ledger(ledger)
@@ -123,8 +126,8 @@ def test_a_process_killed_mid_call_is_recovered_at_the_next_start(tmp_path: Path
     assert recovered_task.cost_picos == after.spent_picos
 
 
-def test_recovery_leaves_a_live_process_reservations_alone(tmp_path: Path) -> None:
-    with Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), limits=[
+def test_recovery_leaves_a_live_process_reservations_alone(ledger_path: Path) -> None:
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(), limits=[
         Limit("tenant:acme", day=Budget(usd="1"))
     ]) as rt:
         rt.ledger.accounts.ensure({"task:x": None})
@@ -155,8 +158,8 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_a_live_runtime_closes_a_dead_peers_holds_instead_of_waiting_on_them(tmp_path: Path) -> None:
-    ledger = str(tmp_path / "peer.db")
+def test_a_live_runtime_closes_a_dead_peers_holds_instead_of_waiting_on_them(ledger_path: Path) -> None:
+    ledger = str(ledger_path)
     cap = "0.015"  # room for one call's worst case (~$0.0105) at a time
     with Runtime(ledger=ledger, provider=ScriptedProvider(), limits=[Limit("tenant:acme", day=Budget(usd=cap))]) as rt:
         proc = _spawn(HOLDER, ledger, cap)

@@ -26,6 +26,8 @@ from paymaster.ledger._queries import (
     top_spenders,
 )
 
+pytestmark = pytest.mark.ledgers  # every ledger_path test runs on SQLite and PostgreSQL
+
 D = Decimal
 DAY1 = dt.datetime(2025, 3, 1, 12, tzinfo=dt.UTC).timestamp()
 runner = CliRunner()

@@ -15,6 +15,8 @@ from paymaster._money import from_picos
 from paymaster.errors import BadRequestError, ProviderTimeoutError
 from paymaster.executors import RetryPolicy
 
+pytestmark = pytest.mark.ledgers  # every ledger_path test runs on SQLite and PostgreSQL
+
 # Published prices per million tokens (input, output), as genai-prices ships them.
 PUBLISHED = {
     "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),

@@ -144,7 +144,7 @@ def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
     """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
     cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
     vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
-    for account_id, caps in accounts.items():
+    for account_id, caps in sorted(accounts.items()):  # sorted: two writers creating rows never cross
         c = caps or Caps()
         update = (
             "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS)
@@ -206,14 +206,14 @@ class Accounts:
     def ensure(self, accounts: Mapping[str, Caps | None]) -> None:
         """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
         wanted = dict(accounts)
-        self._sql.call(lambda tx: ensure_tx(tx, wanted))
+        self._sql.call(lambda tx: ensure_tx(tx, wanted), locks=list(wanted))
 
     def raise_cap(self, account_id: str, dimension: str, by: int) -> None:
         """Add ``by`` to an account's cap in ``dimension`` (an approval granting more room)."""
         column = {v: k for k, v in _UNIT.items()}[dimension]
         self._sql.call(lambda tx: tx.execute(
             f"UPDATE accounts SET cap_{column} = cap_{column} + :by WHERE id = :id", {"by": by, "id": account_id}
-        ))
+        ), locks=[account_id])
 
     def set_killed(self, account_ids: Iterable[str], killed: bool) -> None:
         """Set or clear the kill flag on accounts (creating them if needed)."""
@@ -224,7 +224,7 @@ class Accounts:
             ensure_tx(tx, dict.fromkeys(ids))
             tx.execute(f"UPDATE accounts SET killed = :k WHERE id IN {members}", {"k": 1 if killed else 0, **params})
 
-        self._sql.call(work)
+        self._sql.call(work, locks=ids)
 
     # -- reserve and settle -----------------------------------------------------
 
@@ -253,7 +253,7 @@ class Accounts:
         """Hold ``held`` on every account at once, or on none."""
         ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
+        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
 
     async def areserve(
         self,
@@ -271,7 +271,7 @@ class Accounts:
         """``reserve`` without blocking the event loop; returns once the hold is committed (durable)."""
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
+        return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
 
     def reserve_later(
         self,
@@ -294,12 +294,14 @@ class Accounts:
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
         row, thresholds = dict(step), self.alert_thresholds
-        self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds)))
+        self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds),
+                                 locks=reservation.accounts))
 
     def settle_later(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> Pending[list[Alert]]:
         """Queue a settlement; the future gives the alerts it fired once it is committed."""
         row, thresholds = dict(step), self.alert_thresholds
-        return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds))
+        return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds),
+                                locks=reservation.accounts)
 
     # -- recovery -----------------------------------------------------------------
 

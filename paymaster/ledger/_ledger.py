@@ -32,6 +32,7 @@ _UNSET = object()
 RECOVERY_INTERVAL_SECONDS = 2.0  # how often a waiting process may look for a dead peer's holds
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
 LEDGER_ENV = "PAYMASTER_LEDGER"
+SCHEMA_LOCK = 0x7061796D  # "paym": the PostgreSQL advisory lock held while the schema is created or upgraded
 
 
 def resolve_url(url: str | Path | None) -> str:
@@ -40,6 +41,9 @@ def resolve_url(url: str | Path | None) -> str:
         url = os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER_URL
     if isinstance(url, Path) or "://" not in url:
         return f"sqlite:///{Path(url)}"
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"  # psycopg 3, from the `postgres` extra
     return url
 
 
@@ -59,21 +63,31 @@ def _sqlite_begin(conn: Connection) -> None:
 class Ledger:
     """Records tasks, steps and budget accounts in a SQL database (SQLite file by default)."""
 
-    def __init__(self, url: str | Path | None = None, *, echo: bool = False) -> None:
+    def __init__(self, url: str | Path | None = None, *, echo: bool = False, create_schema: bool = True) -> None:
         self.url = resolve_url(url)
         check_ledger_path(self.url)
         try:
             self.engine: Engine = create_engine(self.url, echo=echo)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
+        except ImportError as exc:
+            extra = " (pip install 'paymaster[postgres]')" if self.url.startswith("postgresql") else ""
+            raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}{extra}") from None
+        except (SQLAlchemyError, ValueError) as exc:
             raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         try:
-            SQLModel.metadata.create_all(self.engine)
-            self._check_schema()
+            if create_schema:
+                self.create_schema()
+            else:
+                with self.engine.connect() as conn:
+                    self._check_schema(conn, fix=False)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
+            self.engine.dispose()
+            raise LedgerError(f"cannot read the ledger {self.url!r}: {exc}") from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._steps = StepRecord.__table__  # type: ignore[attr-defined]
         self._reservations = ReservationRecord.__table__  # type: ignore[attr-defined]
         self.sql = SqlRunner(self.engine)
@@ -82,25 +96,53 @@ class Ledger:
         self._failures: dict[str, BaseException] = {}
         self._next_recovery = 0.0
 
-    def _check_schema(self) -> None:
+    def create_schema(self) -> None:
+        """Create the ledger's tables, or add the optional columns a newer Paymaster has; safe to run at once
+        from many workers.
+
+        On PostgreSQL the whole change is one transaction holding an advisory lock,
+        so a fleet of workers starting together creates the tables exactly once,
+        and a reader never sees half of them. ``Ledger(url)`` calls this unless
+        given ``create_schema=False`` (for a deployment that creates the schema
+        as a step of its own and gives workers a role without DDL rights); such
+        a ledger only checks that the schema is there and up to date.
+        """
+        try:
+            if self.engine.dialect.name == "postgresql":
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+                    SQLModel.metadata.create_all(conn)
+                    self._check_schema(conn)
+            else:
+                SQLModel.metadata.create_all(self.engine)
+                with self._tx() as conn:
+                    self._check_schema(conn)
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
+
+    def _check_schema(self, conn: Connection, fix: bool = True) -> None:
         """Refuse a ledger written by an older schema, rather than fail mid-task on a missing column."""
-        inspector = inspect(self.engine)
+        inspector = inspect(conn)
         missing: list[str] = []
         addable: list[tuple[str, Any]] = []
         for table in SQLModel.metadata.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
+            have = {c["name"] for c in inspector.get_columns(table.name)} if inspector.has_table(table.name) else set()
             for column in table.columns:
                 if column.name in have:
                     continue
                 missing.append(f"{table.name}.{column.name}")
                 if column.nullable and column.server_default is None and not column.primary_key:
                     addable.append((table.name, column))
+        if missing and not fix:
+            raise LedgerError(
+                f"the ledger {self.url} lacks {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+                "create or upgrade its schema once with Ledger(url).create_schema() (safe while workers run)"
+            )
         if missing and len(addable) == len(missing):
             # Only new optional columns (e.g. steps.request_id): adding them loses nothing.
-            with self._tx() as conn:
-                for table_name, column in addable:
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {column.name} {kind}")
+            for table_name, column in addable:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {column.name} {kind}")
             return
         if missing:
             raise LedgerError(
@@ -291,7 +333,7 @@ class Ledger:
             insert_task_tx(tx, record)
             ensure_tx(tx, fresh)
 
-        return self.watch(str(record["id"]), self.sql.submit(work))
+        return self.watch(str(record["id"]), self.sql.submit(work, locks=list(fresh)))
 
     def update_task_later(self, task_id: str, **values: Any) -> Pending[None]:
         """Queue an update of a task row (its plan, its status while it waits for approval)."""

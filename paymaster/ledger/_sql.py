@@ -9,7 +9,7 @@ parameters and translated for drivers that use ``%(name)s``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -40,7 +40,9 @@ class SqlRunner:
                 conn = sqlite3.connect(database or "", isolation_level=None, check_same_thread=False, timeout=30)
                 sqlite_pragmas(conn)
                 return conn
-            return engine.raw_connection()
+            # The driver's own connection, outside SQLAlchemy's pool: this thread keeps it for good.
+            cargs, cparams = engine.dialect.create_connect_args(engine.url)
+            return engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
 
         def connect_inline() -> Any:
             # Never waits: a locked database sends the work to the writer thread instead.
@@ -53,17 +55,27 @@ class SqlRunner:
         self.writer = Writer(connect, sqlite=sqlite, where=str(engine.url),
                              connect_inline=connect_inline if sqlite else None)
 
-    def call(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
-        """Run ``fn`` in a committed write transaction (blocks this thread, never the writer)."""
-        return self.writer.call(fn, may_abort=may_abort)
+    def call(
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
+    ) -> T:
+        """Run ``fn`` in a committed write transaction (blocks this thread, never the writer).
 
-    async def run(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
+        ``locks`` names the accounts ``fn`` updates; ``alone`` runs it in a transaction of its own
+        (see ``Writer.submit``).
+        """
+        return self.writer.call(fn, may_abort=may_abort, locks=locks, alone=alone)
+
+    async def run(
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
+    ) -> T:
         """Run ``fn`` in a committed write transaction, awaiting it without blocking the event loop."""
-        return await self.writer.run(fn, may_abort=may_abort)
+        return await self.writer.run(fn, may_abort=may_abort, locks=locks, alone=alone)
 
-    def submit(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> Pending[T]:
-        """Queue ``fn``; the future resolves once its group is committed."""
-        return self.writer.submit(fn, may_abort=may_abort)
+    def submit(
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = ()
+    ) -> Pending[T]:
+        """Queue ``fn``; the future resolves once its group is committed (``locks``: see ``call``)."""
+        return self.writer.submit(fn, may_abort=may_abort, locks=locks)
 
     def close(self) -> None:
         """Finish queued work and close the write connection."""

@@ -67,9 +67,7 @@ class Totals:
 def _column_value(column: str, value: Any) -> Any:
     if column in _JSON_COLUMNS and value is not None:
         return json.dumps(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
+    return value  # a bool stays one: PostgreSQL's column is boolean, SQLite stores it as 0/1
 
 
 def insert_task_tx(tx: Tx, record: Mapping[str, Any]) -> None:

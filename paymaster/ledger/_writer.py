@@ -17,11 +17,21 @@ microseconds per group that way, with no thread hand-off; a locked, busy or
 slow one sends the group to the writer thread, so the loop never waits on it.
 Work from one loop runs in the order it was queued either way: a group goes in
 place only when the writer thread has nothing queued or running.
+
+On PostgreSQL a group's transaction holds row locks until it commits, and the
+units of one group touch different accounts. So that two writers (two
+processes, two hosts) can never wait for each other in a cycle, every unit
+names the accounts it will lock, and the group locks all of them first, in one
+statement, in one order (byte order of the id) shared by every writer. Units
+that find their rows as they go (recovery) run in a group of their own. Should
+a deadlock happen anyway (accounts created by two writers at once), the server
+breaks it and the writer runs the group again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import threading
@@ -39,6 +49,8 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 MAX_GROUP = 512  # statements' worth of work per commit; bounds how long one transaction holds the lock
 FLUSH_DELAY_SECONDS = 0.001  # how long queued, unawaited work may wait to share a commit
 CHECKPOINT_EVERY = 500  # in-place commits between checkpoints run by the writer thread
+RETRIES = 5  # runs of a group that the server aborted to break a deadlock or a serialization conflict
+_RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock detected, serialization failure
 
 
 class Cursor(Protocol):
@@ -163,13 +175,28 @@ class Pending(Generic[T]):
 _STATE = threading.Lock()  # guards every Pending's state changes: each is a few attribute writes
 
 
-class _Work:
-    __slots__ = ("fn", "future", "own_savepoint")
+def database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a DB-API error (from sqlite3 or a server's driver), to be reported as a LedgerError."""
+    return isinstance(exc, sqlite3.Error) or any(
+        c.__name__ == "Error" and c.__module__.startswith("psycopg") for c in type(exc).__mro__
+    )
 
-    def __init__(self, fn: Callable[[Tx], Any], own_savepoint: bool = False) -> None:
+
+def _retryable(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) in _RETRYABLE
+
+
+class _Work:
+    __slots__ = ("alone", "fn", "future", "locks", "own_savepoint")
+
+    def __init__(
+        self, fn: Callable[[Tx], Any], own_savepoint: bool = False, locks: Sequence[str] = (), alone: bool = False
+    ) -> None:
         self.fn = fn
         self.future: Pending[Any] = Pending()
         self.own_savepoint = own_savepoint
+        self.locks = locks
+        self.alone = alone
 
 
 _CHECKPOINT = _Work(lambda tx: None)  # a marker: the writer thread checkpoints the WAL
@@ -184,9 +211,16 @@ def run_group(conn: Any, group: Sequence[_Work], *, sqlite: bool, where: str, be
     """
     cur = conn.cursor()
     try:
-        results = _attempt(conn, cur, group, sqlite=sqlite, begun=begun, every_unit=False)
-        if results is None:
-            results = _attempt(conn, cur, group, sqlite=sqlite, begun=False, every_unit=True)
+        for attempt in range(RETRIES):
+            try:
+                results = _attempt(conn, cur, group, sqlite=sqlite, begun=begun and attempt == 0, every_unit=False)
+                if results is None:
+                    results = _attempt(conn, cur, group, sqlite=sqlite, begun=False, every_unit=True)
+                break
+            except Exception as exc:
+                if sqlite or not _retryable(exc) or attempt == RETRIES - 1:
+                    raise
+                conn.rollback()  # the server chose this transaction to break a deadlock: run it again
         assert results is not None
     except Exception as exc:
         try:
@@ -203,7 +237,7 @@ def run_group(conn: Any, group: Sequence[_Work], *, sqlite: bool, where: str, be
     finally:
         cur.close()
     for work, value, error in results:
-        if isinstance(error, sqlite3.Error):
+        if error is not None and database_error(error):
             error = LedgerError(f"ledger write failed ({where}): {error}")
         _resolve(work.future, value, error)
 
@@ -226,6 +260,8 @@ def _attempt(
     if sqlite and not begun:
         cur.execute("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock on upgrade
     tx = Tx(cur, pyformat=not sqlite)
+    if not sqlite:
+        lock_accounts(tx, [a for work in group for a in work.locks])
     for work in group:
         savepoint = every_unit or work.own_savepoint
         if savepoint:
@@ -234,6 +270,8 @@ def _attempt(
         try:
             value = work.fn(tx)
         except BaseException as exc:
+            if not sqlite and _retryable(exc):
+                raise  # the whole transaction is lost: the caller runs the group again
             if not savepoint:
                 if sqlite:
                     cur.execute("ROLLBACK")
@@ -256,6 +294,14 @@ def _attempt(
     else:
         conn.commit()
     return results
+
+
+def lock_accounts(tx: Tx, accounts: Sequence[str]) -> None:
+    """Lock these account rows (PostgreSQL), in the one order every writer uses: byte order of the id."""
+    if not accounts:
+        return
+    members, params = in_list("l", sorted(set(accounts)))
+    tx.execute(f'SELECT id FROM accounts WHERE id IN {members} ORDER BY id COLLATE "C" FOR UPDATE', params)
 
 
 class Writer:
@@ -287,12 +333,16 @@ class Writer:
 
     # -- submitting work -------------------------------------------------------------
 
-    def submit(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> Pending[T]:
+    def submit(
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
+    ) -> Pending[T]:
         """Queue ``fn`` to run in the next group transaction; the future resolves once it is committed.
 
         ``may_abort``: ``fn`` may call ``tx.abort()`` to undo its own statements (it gets a savepoint).
+        ``locks``: the accounts ``fn`` updates, locked up front with the rest of its group's (PostgreSQL).
+        ``alone``: ``fn`` takes row locks in an order of its own, so it runs in a transaction by itself.
         """
-        work = _Work(fn, may_abort)
+        work = _Work(fn, may_abort, locks, alone)
         if self._inline_conn is not None:
             try:
                 loop = asyncio.get_running_loop()
@@ -312,11 +362,13 @@ class Writer:
         self._enqueue([work])
         return work.future
 
-    def call(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
+    def call(
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
+    ) -> T:
         """Run ``fn`` in a committed transaction and return its result (blocks the calling thread)."""
         if threading.current_thread() is self._thread:
             raise LedgerError("ledger work submitted from the ledger's own writer thread")
-        work = _Work(fn, may_abort)
+        work = _Work(fn, may_abort, locks, alone)
         group = [work]
         if self._later_thread == threading.get_ident():  # this thread's buffered work goes first
             group, self._later = [*self._later, work], []
@@ -324,9 +376,11 @@ class Writer:
         result: T = work.future.result()
         return result
 
-    async def run(self, fn: Callable[[Tx], T], *, may_abort: bool = False) -> T:
+    async def run(
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
+    ) -> T:
         """Run ``fn`` in a committed transaction without blocking the event loop."""
-        future = self.submit(fn, may_abort=may_abort)
+        future = self.submit(fn, may_abort=may_abort, locks=locks, alone=alone)
         if self.has_buffered():
             self.flush()  # the caller waits for it: do not wait for the loop to idle first
         return await wait(future)
@@ -399,6 +453,12 @@ class Writer:
                     if item is _CHECKPOINT:
                         checkpoint = True
                         continue
+                    if item.alone and not self._sqlite:
+                        if group:
+                            self._queue.appendleft(item)  # the next group, by itself
+                        else:
+                            group.append(item)
+                        break
                     group.append(item)
                 self._active = True
             try:
@@ -411,6 +471,11 @@ class Writer:
             finally:
                 with self._ready:
                     self._active = False
+            if getattr(self._conn, "broken", False) or getattr(self._conn, "closed", False) is True:
+                # The server restarted or the network dropped: the failed group was reported; the next
+                # one gets a new connection (psycopg marks a lost connection broken).
+                with contextlib.suppress(Exception):  # still unreachable: the next group reports the error
+                    self._conn = self._connect()
             if closing:
                 with self._ready:
                     conn, self._conn = self._conn, None

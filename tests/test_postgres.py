@@ -1,0 +1,41 @@
+"""PostgreSQL as the ledger: a URL is enough, the schema is created once however many workers start at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from paymaster.errors import LedgerError
+from paymaster.ledger import Caps, Charge, Ledger, Reservation, resolve_url
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3() -> None:
+    assert resolve_url("postgresql://u@db/pm") == "postgresql+psycopg://u@db/pm"
+    assert resolve_url("postgres://u@db/pm") == "postgresql+psycopg://u@db/pm"
+
+
+def test_many_workers_creating_the_schema_at_once_all_get_one_schema(postgres_url: str) -> None:
+    def start(_: int) -> None:
+        db = Ledger(postgres_url)
+        try:
+            db.accounts.ensure({"tenant:acme": Caps(picos=100)})
+            held = db.reserve(["tenant:acme"], Charge(picos=1), task_id="t", kind="execute")
+            assert isinstance(held, Reservation)
+            db.settle(held, Charge(picos=1), {"task_id": "t", "kind": "execute", "created_at": 0.0})
+        finally:
+            db.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(start, range(6)))  # none fails on a table another worker was creating
+    db = Ledger(postgres_url)
+    account = db.account("tenant:acme")
+    db.close()
+    assert account is not None and account.spent_picos == 6 and account.reserved_picos == 0
+
+
+def test_a_worker_that_may_not_create_the_schema_says_how_to_create_it(postgres_url: str) -> None:
+    with pytest.raises(LedgerError, match=r"create_schema\(\)"):
+        Ledger(postgres_url, create_schema=False)
+    Ledger(postgres_url).close()
+    Ledger(postgres_url, create_schema=False).close()  # once created, it opens
