@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         ServedModelRecord,
         StepRecord,
         TaskRecord,
+        WorkerRecord,
     )
     from ._tasks import Totals
 
@@ -35,6 +36,7 @@ __all__ = [
     "StepRecord",
     "TaskRecord",
     "Totals",
+    "WorkerRecord",
     "new_task_id",
     "resolve_url",
 ]
@@ -46,7 +48,7 @@ _LAZY = {
     "Refusal": "_accounts", "Reservation": "_accounts", "DEFAULT_LEDGER_URL": "_ledger", "Ledger": "_ledger",
     "new_task_id": "_ledger", "resolve_url": "_ledger", "STEP_KINDS": "_tables", "AccountRecord": "_tables",
     "AlertRecord": "_tables", "ReservationRecord": "_tables", "ServedModelRecord": "_tables",
-    "StepRecord": "_tables", "TaskRecord": "_tables", "Totals": "_tasks",
+    "StepRecord": "_tables", "TaskRecord": "_tables", "WorkerRecord": "_tables", "Totals": "_tasks",
 }
 
 

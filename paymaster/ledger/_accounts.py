@@ -118,9 +118,9 @@ _INSERT_STEP = (
 )
 _INSERT_RESERVATION = (
     "INSERT INTO reservations (id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id,"
-    " provider, model, tier, host, pid, created_at, expires_at) VALUES (:id, :task_id, :accounts, :picos,"
+    " provider, model, tier, host, pid, created_at, expires_at, owner) VALUES (:id, :task_id, :accounts, :picos,"
     " :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model, :tier, :host, :pid, :created_at,"
-    " :expires_at)"
+    " :expires_at, :owner)"
 )
 
 
@@ -182,7 +182,7 @@ def settle_tx(
         late = "settled after recovery had closed it at its worst case; not charged again"
         insert_step(tx, {**step, "note": late, "cost_picos": 0})
         return []
-    rows = _move(tx, reservation.accounts, reservation.held, spent)
+    rows = move(tx, reservation.accounts, reservation.held, spent)
     insert_step(tx, step)
     return _alerts(tx, rows, spent, thresholds) if thresholds else []
 
@@ -192,6 +192,7 @@ class Accounts:
 
     def __init__(self, sql: SqlRunner, alert_thresholds: Sequence[float] = (0.8,)) -> None:
         self._sql = sql
+        self.owner: str | None = None  # the worker id that reservations made here name (set by the Ledger)
         self.alert_thresholds = tuple(sorted(alert_thresholds))
         self.listeners: list[Callable[[Alert], None]] = []
 
@@ -234,7 +235,7 @@ class Accounts:
         return {
             "id": uuid.uuid4().hex, "task_id": task_id, "kind": kind, "subtask_id": subtask_id, "provider": provider,
             "model": model, "tier": tier, "host": HOST, "pid": os.getpid(), "created_at": now,
-            "expires_at": now + ttl_seconds,
+            "expires_at": now + ttl_seconds, "owner": self.owner,
         }
 
     def reserve(
@@ -306,40 +307,16 @@ class Accounts:
     # -- recovery -----------------------------------------------------------------
 
     def recover(self, now: float | None = None) -> list[str]:
-        """Close reservations whose process died or whose time ran out, at their worst case.
+        """Close reservations (and tasks) whose owner is gone or whose time ran out, at their worst case.
 
         The provider may have billed such a call, so its worst case stays counted
         as spent and a step row of status ``unsettled`` says so: spend can be
         over-stated, never under-stated. Returns the ids of the tasks affected.
         """
-        return self._sql.call(lambda tx: recover_tx(tx, time.time() if now is None else now))
+        from ._liveness import recover_tx
 
-
-def recover_tx(tx: Tx, now: float) -> list[str]:
-    """Close every stale reservation at its worst case, in one transaction; the ids of the tasks affected."""
-    rows = tx.execute(
-        "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
-        " model, tier, host, pid, created_at, expires_at FROM reservations"
-    ).fetchall()
-    stale = [r for r in rows if r[15] < now or (r[12] == HOST and r[13] != os.getpid() and not pid_alive(r[13]))]
-    tasks: list[str] = []
-    for r in stale:
-        held = Charge(picos=r[3], tokens=r[4], calls=r[5], tool_calls=r[6])
-        why = "its process died mid-call" if r[15] >= now else "it outlived its time limit"
-        if tx.execute("DELETE FROM reservations WHERE id = :id", {"id": r[0]}).rowcount != 1:
-            continue  # another process recovered it first
-        _move(tx, r[2].split("\n"), held, held)
-        insert_step(tx, {
-            "task_id": r[1], "subtask_id": r[8], "kind": r[7], "status": "unsettled", "provider": r[9],
-            "model": r[10], "tier": r[11], "cost_picos": held.picos, "reserved_picos": held.picos,
-            "created_at": time.time(),
-            "note": (
-                f"reservation closed at its worst case because {why} (pid {r[13]} on {r[12]}); "
-                "the provider may have billed the call"
-            ),
-        })
-        tasks.append(r[1])
-    return tasks
+        me, at = self.owner, time.time() if now is None else now
+        return self._sql.call(lambda tx: recover_tx(tx, at, me), alone=True)
 
 
 def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
@@ -364,7 +341,7 @@ def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
     raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
 
 
-def _move(tx: Tx, accounts: Sequence[str], held: Charge, spent: Charge) -> Sequence[Any]:
+def move(tx: Tx, accounts: Sequence[str], held: Charge, spent: Charge) -> Sequence[Any]:
     members, params = in_list("a", accounts)
     params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
     return tx.execute(

@@ -6,11 +6,12 @@ is two short Core transactions, because it runs once per model call.
 
 from __future__ import annotations
 
-import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,10 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
-from ._accounts import HOST, Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step, pid_alive
+from ._accounts import Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step
+from ._liveness import HEARTBEAT_SECONDS, beat_tx, leave_tx, new_worker_id, register_tx
 from ._paths import check_ledger_path
+from ._reader import ledger_url
 from ._sql import SqlRunner, Tx
-from ._tables import TASK_STATUSES_OPEN, AccountRecord, ReservationRecord, StepRecord, TaskRecord
+from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
 from ._tasks import Totals, insert_task_tx, update_task_tx
 from ._writer import Pending, sqlite_pragmas
 
@@ -36,15 +39,11 @@ SCHEMA_LOCK = 0x7061796D  # "paym": the PostgreSQL advisory lock held while the 
 
 
 def resolve_url(url: str | Path | None) -> str:
-    """Turn ``None``, a path or a URL into a database URL (env PAYMASTER_LEDGER, else ./paymaster.db)."""
-    if url is None:
-        url = os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER_URL
-    if isinstance(url, Path) or "://" not in url:
-        return f"sqlite:///{Path(url)}"
-    scheme, rest = url.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"  # psycopg 3, from the `postgres` extra
-    return url
+    """Turn ``None``, a path or a URL into a database URL (env PAYMASTER_LEDGER, else ./paymaster.db).
+
+    ``postgresql://`` and ``postgres://`` mean psycopg 3 (``postgresql+psycopg://``).
+    """
+    return ledger_url(url)
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -61,9 +60,23 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 class Ledger:
-    """Records tasks, steps and budget accounts in a SQL database (SQLite file by default)."""
+    """Records tasks, steps and budget accounts in a SQL database (SQLite file by default).
 
-    def __init__(self, url: str | Path | None = None, *, echo: bool = False, create_schema: bool = True) -> None:
+    Each Ledger is a worker: it keeps a heartbeat row that expires
+    ``heartbeat_seconds`` after its last beat (it beats every third of that,
+    off the event loop). Once it has expired, any other worker sharing the
+    database closes its open calls at their worst case and its tasks as
+    ``interrupted`` (see ``_liveness``).
+    """
+
+    def __init__(
+        self,
+        url: str | Path | None = None,
+        *,
+        echo: bool = False,
+        create_schema: bool = True,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.url = resolve_url(url)
         check_ledger_path(self.url)
         try:
@@ -90,11 +103,35 @@ class Ledger:
             raise
         self._steps = StepRecord.__table__  # type: ignore[attr-defined]
         self._reservations = ReservationRecord.__table__  # type: ignore[attr-defined]
+        if not heartbeat_seconds > 0:
+            raise ConfigurationError(f"heartbeat_seconds must be > 0, got {heartbeat_seconds}")
         self.sql = SqlRunner(self.engine)
         self.accounts = Accounts(self.sql)
         self._ensured: dict[str, object] = {}
         self._failures: dict[str, BaseException] = {}
         self._next_recovery = 0.0
+        self.heartbeat_seconds = heartbeat_seconds
+        self.worker_id = self.accounts.owner = new_worker_id()
+        self.sql.call(partial(register_tx, worker=self.worker_id, now=time.time(), expiry=heartbeat_seconds))
+        self._stopping = threading.Event()
+        self._beats = threading.Thread(target=self._beat, name="paymaster-ledger-heartbeat", daemon=True)
+        self._beats.start()
+
+    def _beat(self) -> None:
+        """Refresh this worker's heartbeat; close dead workers' holds when there are any (a thread)."""
+        while not self._stopping.wait(self.heartbeat_seconds / 3):
+            try:
+                alive, others_expired = self.sql.call(
+                    partial(beat_tx, worker=self.worker_id, now=time.time(), expiry=self.heartbeat_seconds), alone=True
+                )
+                if not alive:  # declared dead while paused: what it held is closed; carry on as a new worker
+                    worker = new_worker_id()
+                    self.sql.call(partial(register_tx, worker=worker, now=time.time(), expiry=self.heartbeat_seconds))
+                    self.worker_id = self.accounts.owner = worker
+                if others_expired:
+                    self.accounts.recover()
+            except LedgerError:
+                continue  # the database is unreachable for now: the next beat tries again
 
     def create_schema(self) -> None:
         """Create the ledger's tables, or add the optional columns a newer Paymaster has; safe to run at once
@@ -152,7 +189,11 @@ class Ledger:
             )
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Stop beating, leave the workers table, release the database connections."""
+        self._stopping.set()
+        self._beats.join()
+        with suppress(LedgerError):  # an unreachable database: the row simply expires
+            self.sql.call(partial(leave_tx, worker=self.worker_id))
         self.sql.close()
         self.engine.dispose()
 
@@ -275,25 +316,13 @@ class Ledger:
         self.accounts.settle(reservation, spent, step)
 
     def recover(self) -> list[str]:
-        """Close reservations and tasks left open by dead processes; returns the task ids affected.
+        """Close reservations and tasks left open by dead workers; returns the task ids affected.
 
-        A stale reservation is charged at its worst case (status ``unsettled``);
-        a task whose owning process is gone ends with status ``interrupted``.
+        A worker is dead when its heartbeat has expired (on any host) or, on this
+        host, when its process is gone. Its reservations are charged at their
+        worst case (status ``unsettled``) and its tasks end as ``interrupted``.
         """
-        touched = self.accounts.recover()
-        with self.session() as s:
-            open_tasks = s.exec(
-                select(TaskRecord).where(col(TaskRecord.status).in_(TASK_STATUSES_OPEN))  # type: ignore[call-overload]
-            ).all()
-        for (task,) in open_tasks:
-            host, _, pid = task.owner.rpartition(":")
-            if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-                self.finish_task(
-                    task.id, status="interrupted", success=False, output=None,
-                    stop_reason=f"the process running it (pid {pid}) died; its open calls were closed at worst case",
-                )
-                touched.append(task.id)
-        return sorted(set(touched))
+        return self.accounts.recover()
 
     def served_models(self) -> dict[tuple[str, str], dict[str, int]]:
         """What each requested model has been seen served as: (provider, requested) -> {served: max output}."""
@@ -329,8 +358,10 @@ class Ledger:
         fresh = {a: c for a, c in accounts.items() if self._ensured.get(a, _UNSET) != c}
         self._ensured.update(fresh)
 
+        row = {**record, "owner": self.worker_id}  # the worker whose heartbeat vouches for the task
+
         def work(tx: Tx) -> None:
-            insert_task_tx(tx, record)
+            insert_task_tx(tx, row)
             ensure_tx(tx, fresh)
 
         return self.watch(str(record["id"]), self.sql.submit(work, locks=list(fresh)))

@@ -48,6 +48,9 @@ def ledger_url(url: str | Path | None) -> str:
         url = os.environ.get(_ENV) or _DEFAULT_URL
     if isinstance(url, Path) or "://" not in url:
         return f"sqlite:///{Path(url)}"
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"  # psycopg 3, from the `postgres` extra
     return url
 
 

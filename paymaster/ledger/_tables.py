@@ -121,6 +121,25 @@ class ReservationRecord(SQLModel, table=True):
     pid: int
     created_at: float
     expires_at: float = Field(index=True)
+    owner: str | None = None  # the id of the worker (a Ledger) holding it; see WorkerRecord
+
+
+class WorkerRecord(SQLModel, table=True):
+    """A live worker (one Ledger in one process, on any host): its heartbeat and when it expires.
+
+    Its reservations and tasks name it as their owner. Once ``expires_at`` has
+    passed, any other worker may close them at their worst case; the first to
+    do so deletes this row, so a worker that was only paused finds it gone.
+    """
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    started_at: float
+    beat_at: float
+    expires_at: float
 
 
 class AlertRecord(SQLModel, table=True):

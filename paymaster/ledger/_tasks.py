@@ -82,7 +82,8 @@ def update_task_tx(tx: Tx, task_id: str, values: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"tasks has no column(s) {sorted(unknown)}")
     assignments = ", ".join(f"{c} = :{c}" for c in values)
+    # An interrupted task was closed by another worker that took this one for dead: it stays so.
     tx.execute(
-        f"UPDATE tasks SET {assignments} WHERE id = :task_id",
+        f"UPDATE tasks SET {assignments} WHERE id = :task_id AND status <> 'interrupted'",
         {**{c: _column_value(c, v) for c, v in values.items()}, "task_id": task_id},
     )

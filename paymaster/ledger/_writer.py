@@ -73,6 +73,7 @@ class Tx:
     def __init__(self, cursor: Any, pyformat: bool) -> None:
         self._cursor = cursor
         self._pyformat = pyformat
+        self.sqlite = not pyformat  # SQLite serialises writers itself; a server needs row locks
         self.aborted = False
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
@@ -260,8 +261,7 @@ def _attempt(
     if sqlite and not begun:
         cur.execute("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock on upgrade
     tx = Tx(cur, pyformat=not sqlite)
-    if not sqlite:
-        lock_accounts(tx, [a for work in group for a in work.locks])
+    lock_accounts(tx, [a for work in group for a in work.locks])
     for work in group:
         savepoint = every_unit or work.own_savepoint
         if savepoint:
@@ -298,7 +298,7 @@ def _attempt(
 
 def lock_accounts(tx: Tx, accounts: Sequence[str]) -> None:
     """Lock these account rows (PostgreSQL), in the one order every writer uses: byte order of the id."""
-    if not accounts:
+    if not accounts or tx.sqlite:  # SQLite: the transaction holds the one write lock already
         return
     members, params = in_list("l", sorted(set(accounts)))
     tx.execute(f'SELECT id FROM accounts WHERE id IN {members} ORDER BY id COLLATE "C" FOR UPDATE', params)
