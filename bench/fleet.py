@@ -42,8 +42,7 @@ def _worker(url: str, cap: str, tasks: int, start: float) -> None:
                 async with limiter:
                     await rt.run(Call, f"job {i}", tenant="fleet")
 
-            while time.time() < start:  # every process starts together
-                await anyio.sleep(0.005)
+            await anyio.sleep(max(start - time.time(), 0))  # every process starts together
             async with anyio.create_task_group() as tg:
                 for i in range(tasks):
                     tg.start_soon(one, i)

@@ -290,7 +290,7 @@ class Accounts:
         """Queue a reservation; the future resolves once it is committed (or refused)."""
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True)
+        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
