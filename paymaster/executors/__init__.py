@@ -2,8 +2,9 @@
 
 from ._aggregate import aggregate, combine, final_subtasks
 from ._cached import Cache
+from ._context import BudgetStop, CallContext, ModelRejected, RunCharges, may_have_billed
 from ._executor import ExecSettings, Executor, subtask_prompt
-from ._guard import BudgetGuard, BudgetStop, CallContext, ModelRejected, RunCharges, may_have_billed
+from ._guard import BudgetGuard
 from ._observe import Halt, Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
 from ._retry import RetryPolicy

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from ..planners._plan import Plan
 from ..providers._types import Message, ModelRequest
 from ..router import Tier
-from ._guard import BudgetGuard, CallContext
+from ._context import CallContext
+from ._guard import BudgetGuard
 
 COMBINE_PROMPT = "Combine these results into one complete answer to the task."
 

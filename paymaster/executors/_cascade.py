@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from ..planners._plan import Subtask
 from ..router import RouteDecision, Tier, answer_key
 from ..router._cascade import STAGES
-from ._guard import CallContext
+from ._context import CallContext
 from ._tools import Tool
 
 RunSubtask = Callable[

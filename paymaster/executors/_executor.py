@@ -12,7 +12,8 @@ from ..pricing import count_tokens
 from ..providers._types import Message, ModelRequest
 from ..router import RouteDecision, Tier
 from ._cascade import run_cascade
-from ._guard import BudgetGuard, BudgetStop, CallContext
+from ._context import BudgetStop, CallContext
+from ._guard import BudgetGuard
 from ._tools import Tool
 
 MAX_TOOL_ROUNDS = 10

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -17,89 +16,23 @@ from typing import Any
 import anyio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from .._money import fmt_usd, from_picos, to_picos
-from ..errors import ConfigurationError, MalformedResponseError, PaymasterError, ProviderError, ProviderTimeoutError
-from ..ledger import Alert, Charge, Ledger, Refusal, Reservation, Totals
+from .._money import to_picos
+from ..errors import ConfigurationError
+from ..ledger import Alert, Charge, Ledger, Refusal, Reservation
 from ..ledger._writer import Pending, wait
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
-from ..providers._types import ModelRequest, ModelResponse, Provider, Usage
+from ..providers._types import ModelRequest, ModelResponse, Provider
 from ..router import Tier, TierTable, same_model
-from ._cached import Cache, cache_key, cache_lookup, cache_store, describe_hit, hit_response
+from ._cached import cache_key, cache_lookup, cache_store, describe_hit, hit_response
+from ._context import BudgetStop, CallContext, ModelRejected, may_have_billed
 from ._lengths import ReplyLengths
-from ._observe import Halt, Observer, TaskView
-from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal, downgrade, truncate_to_fit
+from ._observe import Halt
+from ._policy import ApprovalRequest, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._retry import RetryPolicy, is_retryable
+from ._served import ServedModels
 from ._toolcheck import check_tool_policy
 from ._tools import Tool
 from ._waiting import Ticket, Waiters
-
-
-class BudgetStop(Exception):
-    """A call did not fit a budget and the agent's policy could not make it fit: the task stops."""
-
-    def __init__(self, reason: str, refusal: Refusal | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.refusal = refusal
-
-    @property
-    def killed(self) -> bool:
-        """True when the refusal came from the kill switch."""
-        return self.refusal is not None and self.refusal.dimension == "killed"
-
-
-class ModelRejected(Exception):
-    """A response came from a model its tier does not accept: the task stops for a person to look."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def may_have_billed(exc: BaseException) -> bool:
-    """Whether a failed call may have reached the provider, and so must be charged at its worst case.
-
-    A provider error says so itself (``billable``); a cancellation or an
-    unexpected error inside a provider may have come after the request was
-    sent. Only errors that prove nothing was sent are free.
-    """
-    if isinstance(exc, ProviderError):
-        return bool(getattr(exc, "billable", isinstance(exc, ProviderTimeoutError | MalformedResponseError)))
-    return not isinstance(exc, PaymasterError)
-
-
-@dataclass
-class RunCharges:
-    """What one task has used so far: tokens as the providers reported them, and the ledger totals."""
-
-    usage: Usage = field(default_factory=Usage)
-    totals: Totals = field(default_factory=Totals)
-
-
-@dataclass
-class CallContext:
-    """Who a call is for: the task, the accounts it must fit, its policies and running totals."""
-
-    task_id: str
-    agent: str
-    tenant: str
-    accounts: Sequence[str]
-    retry_account: str
-    charges: RunCharges
-    baseline: ModelPrices | None
-    policies: Sequence[CapPolicy] = (CapPolicy.HALT,)
-    approver: Approver | None = None
-    on_pause: Callable[[bool], object] | None = None
-    cache: Cache | None = None
-    agent_version: str = ""
-    started: float = field(default_factory=time.monotonic)  # orders the task's calls when they wait for room
-    auto_max_tokens: bool = False  # size max_tokens from observed replies (Agent.max_tokens = "auto")
-    observers: Sequence[Observer] = ()
-    view: TaskView | None = None
-    usd_capped: bool = True  # some account of the chain caps dollars (a model's first call then goes alone)
-    role: str | None = None  # the agent's role, for tool policies
-    budget_usd: Decimal | None = None  # the task's USD budget, for tool policies
-    tool_use: dict[str, tuple[int, int]] = field(default_factory=dict)  # tool -> (calls, picos) in this task
 
 
 class BudgetGuard:
@@ -128,39 +61,13 @@ class BudgetGuard:
         self.lengths = ReplyLengths(ledger)
         self._probed: set[tuple[str, str]] = set()  # (provider, model) whose served model an answer showed
         self._probes: dict[tuple[str, str], anyio.Lock] = {}
-        # (provider, requested model) -> {model that served it: longest reply past max_tokens}
-        self._served: dict[tuple[str, str], dict[str, int]] = ledger.served_models()
+        self.served = ServedModels(ledger, prices)
 
     def worst_case(
         self, provider: str, request: ModelRequest, prices: ModelPrices | None
     ) -> tuple[Decimal | None, int]:
-        """The most ``request`` can cost and how many tokens it can use: the hold it needs.
-
-        Input is bounded by the prompt's bytes plus overhead; output by
-        ``max_tokens``, or by the longest reply this model has been seen to give
-        past its limit. The price is the priciest of the requested model and
-        every model the provider has been seen to serve in its place.
-        """
-        bound_in = bound_prompt_tokens(request)
-        seen = self._served.get((provider, request.model), {})
-        bound_out = max([request.max_tokens, *seen.values()])
-        if prices is None:
-            return None, bound_in + bound_out
-        worst = prices.worst_case(bound_in, bound_out)
-        for model in seen:
-            other = self.prices.get(provider, model)
-            if other is not None:
-                worst = max(worst, other.worst_case(bound_in, bound_out))
-        return worst, bound_in + bound_out
-
-    def _remember(self, ctx: CallContext, provider: str, requested: str, served: str, output_tokens: int) -> bool:
-        """Note a surprising served model or reply length, durably; True when it is news."""
-        seen = self._served.setdefault((provider, requested), {})
-        if served in seen and seen[served] >= output_tokens:
-            return False
-        seen[served] = max(seen.get(served, 0), output_tokens)
-        self.ledger.watch(ctx.task_id, self.ledger.remember_served(provider, requested, served, output_tokens))
-        return True
+        """The most ``request`` can cost and how many tokens it can use: the hold it needs."""
+        return self.served.worst_case(provider, request, prices)
 
     def _alert(self, alert: Alert) -> None:
         self.ledger.accounts.fire([alert])
@@ -325,7 +232,7 @@ class BudgetGuard:
         while True:
             provider = self.provider_for(tier)
             prices = self.prices.get(tier.provider, tier.model)
-            worst, tokens = self.worst_case(tier.provider, request, prices)
+            worst, tokens = self.served.worst_case(tier.provider, request, prices)
             held = Charge(picos=0 if worst is None else to_picos(worst), tokens=tokens, calls=1)
             step: dict[str, Any] = {
                 "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "provider": provider.name,
@@ -467,7 +374,7 @@ class BudgetGuard:
                     worst = to_picos(served_prices.worst_case(bound_prompt_tokens(request), request.max_tokens))
                     spent = Charge(picos=max(held.picos, worst), tokens=held.tokens, calls=1)
                     if worst > held.picos:
-                        self._remember(ctx, tier.provider, request.model, served, 0)
+                        self.served.remember(ctx, tier.provider, request.model, served, 0)
                     step["model"] = served
             error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "call cancelled mid-flight"
             # Queuing the settlement is synchronous, so a pending cancellation cannot cut it short.
@@ -482,49 +389,11 @@ class BudgetGuard:
             raise
         latency = (time.perf_counter() - started) * 1000
         usage = response.usage
-        served = response.model or request.model
+        priced = self.served.price(ctx, tier, request, response, prices, held)
+        served, cost, cost_picos, alerts = priced.served, priced.cost, priced.cost_picos, priced.alerts
+        step["model"] = served
         notes = [step["note"]] if step["note"] else []
-        alerts: list[Alert] = []
-        cost: Decimal | None = prices.cost(usage) if prices is not None else None
-        if served != request.model:
-            step["model"] = served
-            served_prices = self.prices.get(tier.provider, served)
-            if served_prices is not None:
-                served_cost = served_prices.cost(usage)
-                pricier = cost is not None and served_cost > cost and not same_model(served, request.model)
-                if pricier and self._remember(ctx, tier.provider, request.model, served, 0):
-                    alerts.append(Alert(
-                        f"tier:{tier.name}", "model", 0.0, to_picos(served_cost), 0, kind="served_model",
-                        message=f"tier {tier.name!r} asked {tier.provider} for {request.model} and was served "
-                                f"{served}, which costs more ({fmt_usd(served_cost)} instead of "
-                                f"{fmt_usd(cost or Decimal(0))} for this call); calls on this tier now reserve "
-                                f"for {served}",
-                    ))
-                cost = served_cost
-            elif not same_model(served, request.model):
-                # Nobody knows what the served model costs (a local server names its weights file, a
-                # gateway its own alias): price it as the model asked for, and say so once.
-                notes.append(f"served by {served}, whose price is unknown: priced as {request.model}")
-                if self._remember(ctx, tier.provider, request.model, served, 0):
-                    alerts.append(Alert(
-                        f"tier:{tier.name}", "model", 0.0, 0, 0, kind="served_model",
-                        message=f"tier {tier.name!r} asked {tier.provider} for {request.model} and was served "
-                                f"{served}, whose price is unknown; it is priced as {request.model}: add "
-                                f"[prices.\"{tier.provider}/{served}\"] if it costs more",
-                    ))
-        cost_picos = None if cost is None else to_picos(cost)
-        if cost_picos is not None and cost_picos > held.picos:
-            notes.append(f"cost {fmt_usd(cost)} is above the reserved worst case {fmt_usd(from_picos(held.picos))}")
-        if usage.output_tokens > request.max_tokens:
-            notes.append(f"the provider returned {usage.output_tokens} output tokens, past max_tokens "
-                         f"{request.max_tokens}")
-            if self._remember(ctx, tier.provider, request.model, served, usage.output_tokens):
-                alerts.append(Alert(
-                    f"tier:{tier.name}", "tokens", 0.0, usage.output_tokens, request.max_tokens,
-                    kind="max_tokens_ignored",
-                    message=f"{tier.provider}/{served} ignored max_tokens={request.max_tokens} and returned "
-                            f"{usage.output_tokens} output tokens; calls on tier {tier.name!r} now reserve for that",
-                ))
+        notes += priced.notes
         rejected = not tier.accepted(served)
         if rejected:
             notes.append(f"tier {tier.name!r} does not accept {served}")

@@ -10,7 +10,7 @@ from ._policy import ApprovalRequest
 from ._tools import Tool
 
 if TYPE_CHECKING:
-    from ._guard import CallContext
+    from ._context import CallContext
 
 
 async def check_tool_policy(ctx: CallContext, tool: Tool) -> str | None:
