@@ -14,6 +14,7 @@ class DeepResearch(Agent):
     instructions = "Write a thorough, sourced research brief."
     complexity = Complexity.COMPLEX
     budget = Budget(usd="0.02", steps=3)  # one deep call can cost up to ~$0.06: refused up front
+    human_cost_usd = "60.00"  # a researcher's hour on a sourced brief; for ROI
 
 
 AGENT = DeepResearch

@@ -16,6 +16,7 @@ class DocumentAnalyst(Agent):
     name = "document-analysis"
     instructions = "You analyse business documents precisely. Quote figures exactly as written."
     budget = Budget(usd="0.10", steps=6)
+    human_cost_usd = "15.00"  # an analyst's quarter hour per document; for ROI
 
     def make_plan(self, input: str) -> Plan:
         return Plan(subtasks=(

@@ -41,6 +41,7 @@ class RefundAgent(Agent):
     )
     tools = [lookup_order, fraud_check]  # noqa: RUF012
     budget = Budget(usd="0.05", steps=6, tool_calls=4)
+    human_cost_usd = "8.50"  # a support agent's cost per resolved refund ticket; for ROI
     on_cap = ("downgrade", "halt")
 
     def evaluate(self, output: str) -> bool:

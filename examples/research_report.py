@@ -17,6 +17,7 @@ class ResearchReport(Agent):
     planner = "llm"
     max_subtasks = 5
     budget = Budget(usd="0.25", steps=8)
+    human_cost_usd = "40.00"  # an engineer's hour on a short report; for ROI
 
     def evaluate(self, output: str) -> bool:
         return len(output.split()) >= 30

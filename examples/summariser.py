@@ -13,6 +13,7 @@ class Summariser(Agent):
     name = "summariser"
     instructions = "Summarise the user's text in two sentences. Keep every number exactly as written."
     budget = Budget(usd="0.05", steps=5)
+    human_cost_usd = "2.00"  # a few minutes of someone's time; for ROI
 
 
 AGENT = Summariser

@@ -19,6 +19,7 @@ class TicketTriage(Agent):
     instructions = "Classify the support ticket as billing, bug, account or other. Answer with one word."
     complexity = Complexity.SIMPLE
     budget = Budget(usd="0.01", tokens=4_000, steps=2)
+    human_cost_usd = "0.75"  # a minute of a support agent's time per ticket; for ROI
 
     def evaluate(self, output: str) -> bool:
         return output.strip().lower().rstrip(".") in LABELS

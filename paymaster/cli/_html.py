@@ -92,7 +92,7 @@ def render_html(report: Report) -> str:
         bars = [("(untagged)" if r.key is None else r.key, r.cost, f"{fmt_usd(r.cost)} · {r.tasks:,} tasks")
                 for r in rows]
         parts += [f"<h2>Showback by tag {escape(key)}</h2>", _bars(f"showback-{key}", bars)]
-    parts += [_anomalies(report), f"<script>{_SCRIPT}</script></body></html>"]
+    parts += [_economics(report), _anomalies(report), f"<script>{_SCRIPT}</script></body></html>"]
     return "\n".join(parts)
 
 
@@ -309,3 +309,30 @@ def _anomalies(report: Report) -> str:
                 f"<td class='n'>${d.threshold:,.2f}</td></tr>" for d in found.days]
         out.append("</table>")
     return "".join(out)
+
+
+def _economics(report: Report) -> str:
+    """Unit economics per agent (flagged rows in red) and the surges after a change of model or version."""
+    out = ["<h2>Unit economics, by agent</h2><p class='muted'>ROI = (human cost - cost per success) / cost per "
+           "success; token efficiency = output tokens / all tokens. Red: an outcome costs more than a human's.</p>",
+           "<table><tr><th>agent</th><th>tasks</th><th>succeeded</th><th>cost per success</th><th>human cost</th>"
+           "<th>ROI</th><th>output / all tokens</th></tr>"]
+    for e in report.economics:
+        style = " style='color:#c0392b'" if e.over_human_cost else ""
+        out.append(
+            f"<tr{style}><td>{escape(e.agent)}</td><td class='n'>{e.tasks:,}</td><td class='n'>{e.succeeded:,}</td>"
+            f"<td class='n'>{fmt_usd(e.cost_per_success) if e.cost_per_success is not None else '-'}</td>"
+            f"<td class='n'>{fmt_usd(e.human_cost) if e.human_cost is not None else '-'}</td>"
+            f"<td class='n'>{'-' if e.roi is None else f'{100 * e.roi:,.0f}%'}</td>"
+            f"<td class='n'>{'-' if e.token_efficiency is None else f'{100 * e.token_efficiency:.1f}%'}</td></tr>")
+    out.append("</table><h2>Surges after a change of model or version</h2>")
+    surged = [c for c in report.changes if c.surged]
+    if not surged:
+        return "".join(out) + (f"<p>None: {len(report.changes)} change(s), none raised cost per task past its "
+                               "factor.</p>")
+    out.append("<table><tr><th>agent</th><th>from (UTC)</th><th>change</th><th>before</th><th>after</th>"
+               "<th>ratio</th></tr>")
+    out += [f"<tr><td>{escape(c.agent)}</td><td>{_day(c.at)}</td><td>{escape(c.describe())}</td>"
+            f"<td class='n'>{fmt_usd(c.before)}</td><td class='n'>{fmt_usd(c.after)}</td>"
+            f"<td class='n'>{c.ratio}x</td></tr>" for c in surged]
+    return "".join(out) + "</table>"

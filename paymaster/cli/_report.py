@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,7 @@ from ._tables import LEDGER_HELP, make_console
 from ._tables import usd as fmt_usd
 
 if TYPE_CHECKING:  # imported when the command runs, so `paymaster --help` does not pay for them
+    from ..ledger._economics import AgentEconomics, Surge
     from ..ledger._queries import Anomalies, Distribution, Scope, Spend, Summary
     from ..ledger._views import Report
 
@@ -44,6 +46,16 @@ def parse_when(text: str, *, now: float | None = None) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def _factor(text: str) -> Decimal:
+    try:
+        factor = Decimal(text)
+    except InvalidOperation:
+        factor = Decimal(0)
+    if not factor.is_finite() or factor <= 0:
+        raise _Usage(f"--surge-factor is a number above zero such as 1.5, got {text!r}")
+    return factor
+
+
 def parse_tags(pairs: list[str]) -> dict[str, str]:
     """``KEY=VALUE`` options as a dict."""
     tags = {}
@@ -53,6 +65,75 @@ def parse_tags(pairs: list[str]) -> dict[str, str]:
             raise _Usage(f"--tag must be KEY=VALUE, got {pair!r}")
         tags[key.strip()] = value.strip()
     return tags
+
+
+def parse_human_costs(pairs: list[str]) -> dict[str, Decimal]:
+    """``AGENT=USD`` options as human costs per outcome by agent."""
+    from ..ledger._economics import parse_human_cost
+
+    costs: dict[str, Decimal] = {}
+    for pair in pairs:
+        agent, eq, value = pair.partition("=")
+        try:
+            usd = parse_human_cost(value.strip(), "--human-cost") if eq and agent.strip() else None
+        except ValueError as exc:
+            raise _Usage(str(exc)) from None
+        if usd is None:
+            raise _Usage(f"--human-cost must be AGENT=USD such as refund=8.50, got {pair!r}")
+        costs[agent.strip()] = usd
+    return costs
+
+
+def agent_human_costs(paths: list[Path]) -> dict[str, Decimal]:
+    """The ``human_cost_usd`` of every Agent class defined in these Python files (or folders of them)."""
+    from .._files import load_module
+    from ..ledger._economics import parse_human_cost
+    from ..runtime import Agent
+
+    files = [f for p in paths for f in (sorted(p.glob("*.py")) if p.is_dir() else [p])]
+    costs: dict[str, Decimal] = {}
+    for file in files:
+        try:
+            module = load_module(file, prefix="paymaster_report")
+        except (ImportError, OSError, PaymasterError) as exc:
+            raise _Usage(f"--agents: cannot load {file}: {exc}") from None
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Agent) and value is not Agent \
+                    and value.__module__ == module.__name__:
+                usd = parse_human_cost(value.human_cost_usd)  # checked when the class was defined
+                if usd is not None:
+                    costs[value.name] = usd
+    return costs
+
+
+def economics_table(rows: list[AgentEconomics]) -> Table:
+    """Per agent: cost per successful outcome, the human cost, ROI and token efficiency, flagged rows in red."""
+    table = Table(title="Unit economics, by agent (ROI = (human cost - cost per success) / cost per success)",
+                  title_justify="left")
+    for name in ("agent", "tasks", "succeeded", "cost per success", "human cost", "ROI", "output / all tokens"):
+        table.add_column(name, justify="left" if name == "agent" else "right", no_wrap=name != "agent")
+    for e in rows:
+        per = fmt_usd(e.cost_per_success) if e.cost_per_success is not None else "-"
+        roi = "-" if e.roi is None else f"{100 * e.roi:,.0f}%"
+        eff = "-" if e.token_efficiency is None else f"{100 * e.token_efficiency:.1f}%"
+        human = fmt_usd(e.human_cost) if e.human_cost is not None else "-"
+        table.add_row(escape(e.agent), f"{e.tasks:,}", f"{e.succeeded:,}", per, human, roi, eff,
+                      style="red" if e.over_human_cost else None)
+    return table
+
+
+def surge_table(found: list[Surge]) -> Table:
+    """The changes after which cost per task jumped past the factor: what changed, when, before and after."""
+    table = Table(title=f"Surges (cost per task up over {found[0].factor}x after a change of model or version)",
+                  title_justify="left")
+    for name in ("agent", "from (UTC)", "first task", "change", "before", "after", "ratio", "tasks before/after"):
+        table.add_column(name, justify="right" if name in ("before", "after", "ratio") else "left",
+                         no_wrap=name not in ("change", "agent"))
+    for c in found:
+        when = dt.datetime.fromtimestamp(c.at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(escape(c.agent), when, escape(c.task_id), escape(c.describe()), fmt_usd(c.before),
+                      fmt_usd(c.after), f"{c.ratio:.2f}x", f"{c.tasks_before:,} / {c.tasks_after:,}")
+    return table
 
 
 def summary_table(s: Summary) -> Table:
@@ -154,6 +235,20 @@ def print_report(report: Report) -> None:
                       "(0 for all), --format csv writes them for a spreadsheet.")
     if not (found.tasks or found.days):
         console.print("No anomalies: no task over 3x its agent's median, no day over mean + 2σ.")
+    if report.economics:
+        console.print(economics_table(report.economics))
+        over = [e.agent for e in report.economics if e.over_human_cost]
+        if over:
+            console.print(f"Over the human cost per outcome: {', '.join(over)}.", markup=False)
+        if all(e.human_cost is None for e in report.economics):
+            console.print("No human costs given: --agents FILE reads human_cost_usd from agent classes, "
+                          "--human-cost AGENT=USD sets one.", markup=False)
+    surged = [c for c in report.changes if c.surged]
+    if surged:
+        console.print(surge_table(surged))
+    elif report.changes:
+        console.print(f"No surges: {len(report.changes)} change(s) of model or version, none raised cost per task "
+                      f"over {report.changes[0].factor}x.", markup=False)
 
 
 def report_command(
@@ -172,8 +267,19 @@ def report_command(
     html: Annotated[
         Path | None, typer.Option(help="Also write the report as one self-contained HTML file with charts.")
     ] = None,
+    human_cost: Annotated[
+        list[str] | None, typer.Option(help="What a person costs per successful outcome, as AGENT=USD (repeatable).")
+    ] = None,
+    agents: Annotated[
+        list[Path] | None,
+        typer.Option(help="Python files or folders of Agent classes: their human_cost_usd, for ROI (repeatable)."),
+    ] = None,
+    surge_factor: Annotated[
+        str, typer.Option(help="Report a change of model or version after which cost per task rose over this factor.")
+    ] = "1.5",
 ) -> None:
-    """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings and anomalies."""
+    """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings, anomalies, unit
+    economics (ROI against a human's cost) and surges after a change of model or agent version."""
     from ..ledger._queries import Scope
     from ..ledger._reader import open_reader
     from ..ledger._views import build_report, report_dict, report_rows
@@ -190,6 +296,8 @@ def report_command(
             raise _Usage(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         if top_anomalies < 0 or limit < 0:
             raise _Usage("--anomalies and --limit count rows: 0 or more")
+        factor = _factor(surge_factor)
+        costs = {**agent_human_costs(agents or []), **parse_human_costs(human_cost or [])}
     except _Usage as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -200,7 +308,7 @@ def report_command(
         raise typer.Exit(2) from None
     with db:
         report = build_report(db, scope, by=by, limit=limit, anomaly_limit=top_anomalies or None,
-                              charts=html is not None)
+                              charts=html is not None, human_costs=costs, surge_factor=factor)
     if fmt == "text" and not report.summary.tasks:
         filtered = any(v is not None for v in (since, until, tenant, agent, tag or None))
         console.print(

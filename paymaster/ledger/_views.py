@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._money import from_picos, plain_usd
+from ._economics import SURGE_FACTOR, AgentEconomics, Surge, model_changes, unit_economics
 from ._queries import (
     Anomalies,
     Distribution,
@@ -94,6 +96,8 @@ class Report:
     anomalies: Anomalies
     agent_spend: list[Spend] = field(default_factory=list)  # every agent, with its successes
     charts: Charts | None = None
+    economics: list[AgentEconomics] = field(default_factory=list)  # per agent, name order
+    changes: list[Surge] = field(default_factory=list)  # every model or version change; ``surged`` marks jumps
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -157,15 +161,19 @@ def rollup(reader: Reader, scope: Scope) -> Rollup:
 
 def build_report(
     source: Ledger | Reader, scope: Scope | None = None, *, by: str = "tenant", limit: int = 10,
-    anomaly_limit: int | None = 10, charts: bool = False,
+    anomaly_limit: int | None = 10, charts: bool = False, human_costs: Mapping[str, Decimal] | None = None,
+    surge_factor: Decimal = SURGE_FACTOR,
 ) -> Report:
-    """Run the report's queries once: totals, percentiles, top spenders, showback, top anomalies (and charts)."""
+    """Run the report's queries once: totals, percentiles, top spenders, showback, top anomalies, unit
+    economics against ``human_costs`` (dollars per outcome, by agent), model-change surges (and charts)."""
     reader = as_reader(source)
     scope = scope or Scope()
     if by not in ("tenant", "agent") and not by.startswith("tag:"):
         raise ValueError(f"group by 'tenant', 'agent' or 'tag:KEY', not {by!r}")
     with reader.snapshot():  # one state of the ledger, so the sections add up while tasks keep finishing
-        return _build(reader, scope, by, limit, anomaly_limit, charts)
+        report = _build(reader, scope, by, limit, anomaly_limit, charts)
+        return replace(report, economics=unit_economics(reader, scope, human_costs),
+                       changes=model_changes(reader, scope, factor=surge_factor))
 
 
 def _build(reader: Reader, scope: Scope, by: str, limit: int, anomaly_limit: int | None, charts: bool) -> Report:
@@ -298,8 +306,30 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for d in report.anomalies.days
             ],
         },
+        "unit_economics": [_economics(e) for e in report.economics],
+        "model_changes": [_change(c) for c in report.changes],
     }
     return data
+
+
+def _economics(e: AgentEconomics) -> dict[str, Any]:
+    return {
+        "agent": e.agent, "tasks": e.tasks, "succeeded": e.succeeded, "unpriced_tasks": e.unpriced,
+        "cost_usd": plain_usd(e.cost), "cost_per_success_usd": _money(e.cost_per_success),
+        "human_cost_usd": _money(e.human_cost), "roi": None if e.roi is None else str(e.roi),
+        "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
+        "token_efficiency": None if e.token_efficiency is None else str(e.token_efficiency),
+        "over_human_cost": e.over_human_cost,
+    }
+
+
+def _change(c: Surge) -> dict[str, Any]:
+    return {
+        "agent": c.agent, "at": _iso(c.at), "task_id": c.task_id, "change": c.describe(),
+        "tasks_before": c.tasks_before, "tasks_after": c.tasks_after, "cost_per_task_before_usd": _money(c.before),
+        "cost_per_task_after_usd": _money(c.after), "ratio": None if c.ratio is None else str(c.ratio),
+        "factor": str(c.factor), "surge": c.surged,
+    }
 
 
 def _spend(s: Spend) -> dict[str, Any]:
@@ -335,4 +365,10 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
         rows += [{"section": "anomalous_day", "key": d["day"], "metric": k, "value": v}
                  for k, v in d.items() if k != "day"]
     rows.append({"section": "anomalies", "key": "", "metric": "tasks_total", "value": data["anomalies"]["tasks_total"]})
+    for e in data["unit_economics"]:
+        rows += [{"section": "unit_economics", "key": e["agent"], "metric": k, "value": v}
+                 for k, v in e.items() if k != "agent"]
+    for c in data["model_changes"]:
+        rows += [{"section": "model_change", "key": f"{c['agent']} {c['at']}", "metric": k, "value": v}
+                 for k, v in c.items() if k not in ("agent", "at")]
     return rows

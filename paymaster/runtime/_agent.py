@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import AgentDefinitionError, ConfigurationError
 from ..executors import CapPolicy, Tool
+from ..ledger._economics import parse_human_cost
 from ..planners import LLMPlanner, Plan, Planner, SingleStepPlanner, is_simple
 from ..planners._plan import Complexity
 from ._budget import Budget
@@ -50,6 +51,9 @@ class Agent:
     """``"auto"``: each call's ``max_tokens`` (and so its hold) comes from this agent's observed reply
     lengths (p99 x 1.5, within the tier's maximum); a reply cut at that limit is asked again with the
     tier's maximum, budget permitting. ``None``: the tier's ``max_tokens``."""
+    human_cost_usd: ClassVar[str | None] = None
+    """What one successful outcome costs when a person does it, in dollars (e.g. ``"8.50"``), for unit
+    economics: ``paymaster report --agents FILE`` reads it to show this agent's ROI. The ledger does not hold it."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,6 +122,10 @@ class Agent:
             raise AgentDefinitionError(
                 f"{where}: max_tokens is \"auto\" or None (a tier's max_tokens sets the number), got {cls.max_tokens!r}"
             )
+        try:
+            parse_human_cost(cls.human_cost_usd)
+        except ValueError as exc:
+            raise AgentDefinitionError(f"{where}: {exc}") from None
         names = [t.name for t in cls.tools if isinstance(t, Tool)]
         if len(set(names)) != len(names):
             raise AgentDefinitionError(f"{where}: tool names must be unique, got {names}")
