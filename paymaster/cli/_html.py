@@ -334,5 +334,5 @@ def _economics(report: Report) -> str:
                "<th>ratio</th></tr>")
     out += [f"<tr><td>{escape(c.agent)}</td><td>{_day(c.at)}</td><td>{escape(c.describe())}</td>"
             f"<td class='n'>{fmt_usd(c.before)}</td><td class='n'>{fmt_usd(c.after)}</td>"
-            f"<td class='n'>{c.ratio}x</td></tr>" for c in surged]
+            f"<td class='n'>{c.ratio:.2f}x</td></tr>" for c in surged]
     return "".join(out) + "</table>"
