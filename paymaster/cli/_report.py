@@ -86,6 +86,8 @@ def parse_human_costs(pairs: list[str]) -> dict[str, Decimal]:
 
 def agent_human_costs(paths: list[Path]) -> dict[str, Decimal]:
     """The ``human_cost_usd`` of every Agent class defined in these Python files (or folders of them)."""
+    if not paths:
+        return {}  # the runtime (and SQLModel) load only for --agents: the report alone starts light
     from .._files import load_module
     from ..ledger._economics import parse_human_cost
     from ..runtime import Agent
