@@ -158,6 +158,9 @@ def test_report_shows_surges_and_roi_per_agent(tripled: Ledger, ledger_path: Pat
         "triage", "model on tier fast: gpt-4o-mini -> gpt-4o", "3.0000", "b6")
     csv = runner.invoke(_app(), ["-l", str(ledger_path), "-f", "csv", "--surge-factor", "4"]).output
     assert "model_change,triage" in csv and "surge,False" in csv  # at 4x the tripling is no surge
+    # An alert for cron or CI: the exit status says a surge was found.
+    assert runner.invoke(_app(), ["-l", str(ledger_path), "-f", "json", "--fail-on-surge"]).exit_code == 1
+    assert runner.invoke(_app(), ["-l", str(ledger_path), "--surge-factor", "4", "--fail-on-surge"]).exit_code == 0
 
 
 def test_report_reads_human_costs_from_agent_classes(tripled: Ledger, ledger_path: Path, tmp_path: Path) -> None:
@@ -201,3 +204,29 @@ def test_html_report_shows_unit_economics_and_the_surge(tripled: Ledger, ledger_
     html = page.read_text(encoding="utf-8")
     assert "Unit economics, by agent" in html and "<td class='n'>150%</td>" in html
     assert "model on tier fast: gpt-4o-mini -&gt; gpt-4o" in html and "3.00x" in html
+
+
+def test_surge_alerts_fire_once_per_change_when_tasks_finish(tripled: Ledger) -> None:
+    from paymaster.executors import TaskView
+    from paymaster.ledger import Totals
+    from paymaster.telemetry import SurgeAlert, SurgeAlerts
+
+    heard: list[SurgeAlert] = []
+    watch = SurgeAlerts(tripled, refresh_seconds=0, listener=heard.append, clock=lambda: DAY1 + 12 * HOUR)
+    try:
+        view = TaskView(task_id="b11", agent="triage", agent_version="1", tenant="acme")
+        watch.task_finished(view, "succeeded", None, Totals())  # starts a check of 'triage' on the worker thread
+        assert watch._pending is not None
+        watch._pending.result(timeout=30)
+        watch.task_started(view)  # delivered on the event loop's next call
+        (alert,) = heard
+        assert alert.surge.describe() == "model on tier fast: gpt-4o-mini -> gpt-4o" and alert.surge.ratio == D(3)
+        assert "agent 'triage': cost per task rose 3.00x" in alert.message and "task b6" in alert.message
+        assert watch.check() == [] and watch.events == [alert]  # each change alerts once
+    finally:
+        watch.close()
+    late = SurgeAlerts(tripled, window_seconds=HOUR, clock=lambda: DAY1 + 12 * HOUR)  # the change is out of the window
+    try:
+        assert late.check() == []
+    finally:
+        late.close()

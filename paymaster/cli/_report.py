@@ -279,6 +279,9 @@ def report_command(
     surge_factor: Annotated[
         str, typer.Option(help="Report a change of model or version after which cost per task rose over this factor.")
     ] = "1.5",
+    fail_on_surge: Annotated[
+        bool, typer.Option("--fail-on-surge", help="Exit with status 1 when a surge is found (for cron and CI).")
+    ] = False,
 ) -> None:
     """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings, anomalies, unit
     economics (ROI against a human's cost) and surges after a change of model or agent version."""
@@ -331,3 +334,5 @@ def report_command(
         print_report(report)
         if html is not None:
             console.print(f"Wrote {html} (open it in any browser; it needs no network).")
+    if fail_on_surge and any(c.surged for c in report.changes):
+        raise typer.Exit(1)

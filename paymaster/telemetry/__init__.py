@@ -1,4 +1,4 @@
-"""Telemetry: tasks and steps as OpenTelemetry traces and metrics, and live cost anomalies.
+"""Telemetry: tasks and steps as OpenTelemetry traces and metrics, live cost anomalies and surge alerts.
 
 Both are observers: pass them to ``Runtime(observers=[...])``. Importing this
 package never needs the ``otel`` extra; constructing ``OpenTelemetry`` does.
@@ -6,5 +6,6 @@ package never needs the ``otel`` extra; constructing ``OpenTelemetry`` does.
 
 from ._anomalies import LiveAnomalies, LiveAnomaly
 from ._otel import OpenTelemetry
+from ._surges import SurgeAlert, SurgeAlerts
 
-__all__ = ["LiveAnomalies", "LiveAnomaly", "OpenTelemetry"]
+__all__ = ["LiveAnomalies", "LiveAnomaly", "OpenTelemetry", "SurgeAlert", "SurgeAlerts"]
