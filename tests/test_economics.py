@@ -140,8 +140,8 @@ def _app() -> typer.Typer:
 
 
 def test_report_shows_surges_and_roi_per_agent(tripled: Ledger, ledger_path: Path) -> None:
-    result = runner.invoke(_app(), ["-l", str(ledger_path), "--human-cost", "triage=0.50", "--human-cost",
-                                    "steady=0.01"])
+    result = runner.invoke(_app(), ["-l", str(ledger_path), "--surges", "--human-cost", "triage=0.50",
+                                    "--human-cost", "steady=0.01"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Surges" in out and "model on tier fast: gpt-4o-mini -> gpt-4o" in out and "3.00x" in out
@@ -149,8 +149,8 @@ def test_report_shows_surges_and_roi_per_agent(tripled: Ledger, ledger_path: Pat
     # triage: $2.40 over 12 outcomes = $0.20 each, against $0.50: ROI 1.5. steady: $0.05 against $0.01: flagged.
     assert "150%" in out and "-80%" in out
     assert "Over the human cost per outcome: steady." in out
-    data = json.loads(runner.invoke(_app(), ["-l", str(ledger_path), "-f", "json", "--human-cost", "triage=0.50"])
-                      .output)
+    data = json.loads(runner.invoke(_app(), ["-l", str(ledger_path), "-f", "json", "--surges", "--human-cost",
+                                             "triage=0.50"]).output)
     triage = next(e for e in data["unit_economics"] if e["agent"] == "triage")
     assert (triage["cost_per_success_usd"], triage["roi"], triage["token_efficiency"]) == ("0.2", "1.5000", "0.1000")
     (surge,) = [c for c in data["model_changes"] if c["surge"]]
@@ -161,6 +161,11 @@ def test_report_shows_surges_and_roi_per_agent(tripled: Ledger, ledger_path: Pat
     # An alert for cron or CI: the exit status says a surge was found.
     assert runner.invoke(_app(), ["-l", str(ledger_path), "-f", "json", "--fail-on-surge"]).exit_code == 1
     assert runner.invoke(_app(), ["-l", str(ledger_path), "--surge-factor", "4", "--fail-on-surge"]).exit_code == 0
+    # Asked for only: the plain report reads no steps for surges and leaves both sections out.
+    plain = json.loads(runner.invoke(_app(), ["-l", str(ledger_path), "-f", "json"]).output)
+    assert (plain["unit_economics"], plain["model_changes"]) == (None, None)
+    economics = json.loads(runner.invoke(_app(), ["-l", str(ledger_path), "-f", "json", "--economics"]).output)
+    assert [e["roi"] for e in economics["unit_economics"]] == [None, None]  # no human cost given
 
 
 def test_report_reads_human_costs_from_agent_classes(tripled: Ledger, ledger_path: Path, tmp_path: Path) -> None:
@@ -199,7 +204,8 @@ def test_agent_human_cost_is_checked_when_the_class_is_defined() -> None:
 
 def test_html_report_shows_unit_economics_and_the_surge(tripled: Ledger, ledger_path: Path, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
-    result = runner.invoke(_app(), ["-l", str(ledger_path), "--html", str(page), "--human-cost", "triage=0.50"])
+    result = runner.invoke(_app(), ["-l", str(ledger_path), "--html", str(page), "--surges", "--human-cost",
+                                    "triage=0.50"])
     assert result.exit_code == 0, result.output
     html = page.read_text(encoding="utf-8")
     assert "Unit economics, by agent" in html and "<td class='n'>150%</td>" in html

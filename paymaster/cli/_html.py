@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 
+from ..ledger._economics import AgentEconomics
 from ..ledger._views import Charts, Histogram, QualityPoint, Report
 from ._tables import usd as fmt_usd
 
@@ -313,19 +314,12 @@ def _anomalies(report: Report) -> str:
 
 def _economics(report: Report) -> str:
     """Unit economics per agent (flagged rows in red) and the surges after a change of model or version."""
-    out = ["<h2>Unit economics, by agent</h2><p class='muted'>ROI = (human cost - cost per success) / cost per "
-           "success; token efficiency = output tokens / all tokens. Red: an outcome costs more than a human's.</p>",
-           "<table><tr><th>agent</th><th>tasks</th><th>succeeded</th><th>cost per success</th><th>human cost</th>"
-           "<th>ROI</th><th>output / all tokens</th></tr>"]
-    for e in report.economics:
-        style = " style='color:#c0392b'" if e.over_human_cost else ""
-        out.append(
-            f"<tr{style}><td>{escape(e.agent)}</td><td class='n'>{e.tasks:,}</td><td class='n'>{e.succeeded:,}</td>"
-            f"<td class='n'>{fmt_usd(e.cost_per_success) if e.cost_per_success is not None else '-'}</td>"
-            f"<td class='n'>{fmt_usd(e.human_cost) if e.human_cost is not None else '-'}</td>"
-            f"<td class='n'>{'-' if e.roi is None else f'{100 * e.roi:,.0f}%'}</td>"
-            f"<td class='n'>{'-' if e.token_efficiency is None else f'{100 * e.token_efficiency:.1f}%'}</td></tr>")
-    out.append("</table><h2>Surges after a change of model or version</h2>")
+    out: list[str] = []
+    if report.economics is not None:
+        out += _economics_rows(report.economics)
+    if report.changes is None:
+        return "".join(out)
+    out.append("<h2>Surges after a change of model or version</h2>")
     surged = [c for c in report.changes if c.surged]
     if not surged:
         return "".join(out) + (f"<p>None: {len(report.changes)} change(s), none raised cost per task past its "
@@ -336,3 +330,20 @@ def _economics(report: Report) -> str:
             f"<td class='n'>{fmt_usd(c.before)}</td><td class='n'>{fmt_usd(c.after)}</td>"
             f"<td class='n'>{c.ratio:.2f}x</td></tr>" for c in surged]
     return "".join(out) + "</table>"
+
+
+def _economics_rows(rows: list[AgentEconomics]) -> list[str]:
+    out = ["<h2>Unit economics, by agent</h2><p class='muted'>ROI = (human cost - cost per success) / cost per "
+           "success; token efficiency = output tokens / all tokens. Red: an outcome costs more than a human's.</p>",
+           "<table><tr><th>agent</th><th>tasks</th><th>succeeded</th><th>cost per success</th><th>human cost</th>"
+           "<th>ROI</th><th>output / all tokens</th></tr>"]
+    for e in rows:
+        style = " style='color:#c0392b'" if e.over_human_cost else ""
+        out.append(
+            f"<tr{style}><td>{escape(e.agent)}</td><td class='n'>{e.tasks:,}</td><td class='n'>{e.succeeded:,}</td>"
+            f"<td class='n'>{fmt_usd(e.cost_per_success) if e.cost_per_success is not None else '-'}</td>"
+            f"<td class='n'>{fmt_usd(e.human_cost) if e.human_cost is not None else '-'}</td>"
+            f"<td class='n'>{'-' if e.roi is None else f'{100 * e.roi:,.0f}%'}</td>"
+            f"<td class='n'>{'-' if e.token_efficiency is None else f'{100 * e.token_efficiency:.1f}%'}</td></tr>")
+    out.append("</table>")
+    return out

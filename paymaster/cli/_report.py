@@ -237,7 +237,7 @@ def print_report(report: Report) -> None:
                       "(0 for all), --format csv writes them for a spreadsheet.")
     if not (found.tasks or found.days):
         console.print("No anomalies: no task over 3x its agent's median, no day over mean + 2σ.")
-    if report.economics:
+    if report.economics is not None:
         console.print(economics_table(report.economics))
         over = [e.agent for e in report.economics if e.over_human_cost]
         if over:
@@ -245,12 +245,13 @@ def print_report(report: Report) -> None:
         if all(e.human_cost is None for e in report.economics):
             console.print("No human costs given: --agents FILE reads human_cost_usd from agent classes, "
                           "--human-cost AGENT=USD sets one.", markup=False)
-    surged = [c for c in report.changes if c.surged]
-    if surged:
-        console.print(surge_table(surged))
-    elif report.changes:
-        console.print(f"No surges: {len(report.changes)} change(s) of model or version, none raised cost per task "
-                      f"over {report.changes[0].factor}x.", markup=False)
+    if report.changes is not None:
+        surged = [c for c in report.changes if c.surged]
+        if surged:
+            console.print(surge_table(surged))
+        else:
+            console.print(f"No surges: {len(report.changes)} change(s) of model or version, none raised cost per "
+                          "task over the factor.", markup=False)
 
 
 def report_command(
@@ -276,11 +277,21 @@ def report_command(
         list[Path] | None,
         typer.Option(help="Python files or folders of Agent classes: their human_cost_usd, for ROI (repeatable)."),
     ] = None,
+    economics: Annotated[
+        bool, typer.Option("--economics", help="Per agent: cost per success, token efficiency, ROI against a "
+                                               "human's cost (on with --human-cost or --agents).")
+    ] = False,
+    surges: Annotated[
+        bool, typer.Option("--surges", help="Changes of model or agent version and cost per task before and after "
+                                            "(reads every step).")
+    ] = False,
     surge_factor: Annotated[
-        str, typer.Option(help="Report a change of model or version after which cost per task rose over this factor.")
-    ] = "1.5",
+        str | None, typer.Option(help="A surge is cost per task rising over this factor after a change (implies "
+                                      "--surges) [default: 1.5].")
+    ] = None,
     fail_on_surge: Annotated[
-        bool, typer.Option("--fail-on-surge", help="Exit with status 1 when a surge is found (for cron and CI).")
+        bool, typer.Option("--fail-on-surge", help="Exit with status 1 when a surge is found, for cron and CI "
+                                                   "(implies --surges).")
     ] = False,
 ) -> None:
     """Report cost per outcome, cost percentiles, top spenders, showback by tag, savings, anomalies, unit
@@ -301,7 +312,7 @@ def report_command(
             raise _Usage(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         if top_anomalies < 0 or limit < 0:
             raise _Usage("--anomalies and --limit count rows: 0 or more")
-        factor = _factor(surge_factor)
+        factor = _factor(surge_factor or "1.5")
         costs = {**agent_human_costs(agents or []), **parse_human_costs(human_cost or [])}
     except _Usage as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -313,7 +324,8 @@ def report_command(
         raise typer.Exit(2) from None
     with db:
         report = build_report(db, scope, by=by, limit=limit, anomaly_limit=top_anomalies or None,
-                              charts=html is not None, human_costs=costs, surge_factor=factor)
+                              charts=html is not None, economics=economics, human_costs=costs,
+                              surges=surges or fail_on_surge or surge_factor is not None, surge_factor=factor)
     if fmt == "text" and not report.summary.tasks:
         filtered = any(v is not None for v in (since, until, tenant, agent, tag or None))
         console.print(
@@ -334,5 +346,5 @@ def report_command(
         print_report(report)
         if html is not None:
             console.print(f"Wrote {html} (open it in any browser; it needs no network).")
-    if fail_on_surge and any(c.surged for c in report.changes):
+    if fail_on_surge and any(c.surged for c in report.changes or []):
         raise typer.Exit(1)

@@ -234,7 +234,7 @@ def _judge(
         int(i): (int(n), int(picos))
         for i, n, picos in reader.rows(
             f"SELECT {stretch}, COUNT(*), COALESCE(SUM(tasks.cost_picos), 0) FROM tasks "
-            f"WHERE {cond} AND {_PRICED} GROUP BY {stretch}",
+            f"WHERE {cond} AND {_PRICED} GROUP BY 1",  # by position: the CASE holds parameters
             params,
         )
     }

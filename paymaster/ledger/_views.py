@@ -96,8 +96,8 @@ class Report:
     anomalies: Anomalies
     agent_spend: list[Spend] = field(default_factory=list)  # every agent, with its successes
     charts: Charts | None = None
-    economics: list[AgentEconomics] = field(default_factory=list)  # per agent, name order
-    changes: list[Surge] = field(default_factory=list)  # every model or version change; ``surged`` marks jumps
+    economics: list[AgentEconomics] | None = None  # per agent, name order (None: not asked for)
+    changes: list[Surge] | None = None  # every model or version change, ``surged`` marking jumps (None: not asked)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -161,19 +161,25 @@ def rollup(reader: Reader, scope: Scope) -> Rollup:
 
 def build_report(
     source: Ledger | Reader, scope: Scope | None = None, *, by: str = "tenant", limit: int = 10,
-    anomaly_limit: int | None = 10, charts: bool = False, human_costs: Mapping[str, Decimal] | None = None,
-    surge_factor: Decimal = SURGE_FACTOR,
+    anomaly_limit: int | None = 10, charts: bool = False, economics: bool = False,
+    human_costs: Mapping[str, Decimal] | None = None, surges: bool = False, surge_factor: Decimal = SURGE_FACTOR,
 ) -> Report:
-    """Run the report's queries once: totals, percentiles, top spenders, showback, top anomalies, unit
-    economics against ``human_costs`` (dollars per outcome, by agent), model-change surges (and charts)."""
+    """Run the report's queries once: totals, percentiles, top spenders, showback, top anomalies (and charts;
+    unit economics against ``human_costs``, dollars per outcome by agent; changes of model or version).
+
+    Unit economics and surges are asked for: surges read every step, a second or so per million steps.
+    """
     reader = as_reader(source)
     scope = scope or Scope()
     if by not in ("tenant", "agent") and not by.startswith("tag:"):
         raise ValueError(f"group by 'tenant', 'agent' or 'tag:KEY', not {by!r}")
     with reader.snapshot():  # one state of the ledger, so the sections add up while tasks keep finishing
         report = _build(reader, scope, by, limit, anomaly_limit, charts)
-        return replace(report, economics=unit_economics(reader, scope, human_costs),
-                       changes=model_changes(reader, scope, factor=surge_factor))
+        return replace(
+            report,
+            economics=unit_economics(reader, scope, human_costs) if economics or human_costs else None,
+            changes=model_changes(reader, scope, factor=surge_factor) if surges else None,
+        )
 
 
 def _build(reader: Reader, scope: Scope, by: str, limit: int, anomaly_limit: int | None, charts: bool) -> Report:
@@ -306,8 +312,8 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for d in report.anomalies.days
             ],
         },
-        "unit_economics": [_economics(e) for e in report.economics],
-        "model_changes": [_change(c) for c in report.changes],
+        "unit_economics": None if report.economics is None else [_economics(e) for e in report.economics],
+        "model_changes": None if report.changes is None else [_change(c) for c in report.changes],
     }
     return data
 
@@ -365,10 +371,10 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
         rows += [{"section": "anomalous_day", "key": d["day"], "metric": k, "value": v}
                  for k, v in d.items() if k != "day"]
     rows.append({"section": "anomalies", "key": "", "metric": "tasks_total", "value": data["anomalies"]["tasks_total"]})
-    for e in data["unit_economics"]:
+    for e in data["unit_economics"] or []:
         rows += [{"section": "unit_economics", "key": e["agent"], "metric": k, "value": v}
                  for k, v in e.items() if k != "agent"]
-    for c in data["model_changes"]:
+    for c in data["model_changes"] or []:
         rows += [{"section": "model_change", "key": f"{c['agent']} {c['at']}", "metric": k, "value": v}
                  for k, v in c.items() if k not in ("agent", "at")]
     return rows
