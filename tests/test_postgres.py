@@ -39,3 +39,20 @@ def test_a_worker_that_may_not_create_the_schema_says_how_to_create_it(postgres_
         Ledger(postgres_url, create_schema=False)
     Ledger(postgres_url).close()
     Ledger(postgres_url, create_schema=False).close()  # once created, it opens
+
+
+def test_a_password_in_the_url_is_never_shown(postgres_url: str) -> None:
+    with_password = postgres_url.replace("://postgres@", "://postgres:s3cret@", 1)
+    assert "s3cret" in with_password
+    db = Ledger(with_password)  # the test server trusts loopback, so any password opens it
+    try:
+        from paymaster.ledger._reader import Reader
+
+        with Reader(with_password) as reader:
+            assert "s3cret" not in reader.url
+        assert "s3cret" not in db.url and "postgres:***@" in db.url
+    finally:
+        db.close()
+    with pytest.raises(LedgerError) as refused:
+        Ledger("postgresql://u:s3cret@127.0.0.1:1/db")  # nothing listens on port 1
+    assert "s3cret" not in str(refused.value)

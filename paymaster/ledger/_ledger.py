@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, LedgerError
 from ._accounts import Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step
 from ._liveness import HEARTBEAT_SECONDS, beat_tx, leave_tx, new_worker_id, register_tx
 from ._paths import check_ledger_path
-from ._reader import ledger_url
+from ._reader import ledger_url, shown_url
 from ._sql import SqlRunner, Tx
 from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
 from ._tasks import Totals, insert_task_tx, update_task_tx
@@ -77,12 +77,13 @@ class Ledger:
         create_schema: bool = True,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
-        self.url = resolve_url(url)
-        check_ledger_path(self.url)
+        full = resolve_url(url)
+        self.url = shown_url(full)  # for messages and reports: never the password
+        check_ledger_path(full)
         try:
-            self.engine: Engine = create_engine(self.url, echo=echo)
+            self.engine: Engine = create_engine(full, echo=echo)
         except ImportError as exc:
-            extra = " (pip install 'paymaster[postgres]')" if self.url.startswith("postgresql") else ""
+            extra = " (pip install 'paymaster[postgres]')" if full.startswith("postgresql") else ""
             raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}{extra}") from None
         except (SQLAlchemyError, ValueError) as exc:
             raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}") from None

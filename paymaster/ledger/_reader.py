@@ -12,6 +12,7 @@ the reader.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # The same as ``_tables.TASK_STATUSES_OPEN`` (a test pins it); kept here so reading needs no SQLModel import.
 OPEN_STATUSES = ("running", "awaiting_approval")
 _DEFAULT_URL = "sqlite:///paymaster.db"
+_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", re.IGNORECASE)
 _ENV = "PAYMASTER_LEDGER"
 
 # Covering indexes for the report's scans, so each reads a narrow index instead of every task row:
@@ -54,6 +56,11 @@ def ledger_url(url: str | Path | None) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """The URL to show in messages and reports: a password in it is replaced by ``***``."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
 def _sqlite_file(url: str) -> Path | None:
     """The file of a plain ``sqlite:///PATH`` URL, else None (memory databases, other drivers, URL options)."""
     if not url.startswith("sqlite:///") or "?" in url:
@@ -74,8 +81,9 @@ class Reader:
             self._ledger = source
             self.url = source.url
         else:
-            self.url = ledger_url(source)
-            path = _sqlite_file(self.url)
+            url = ledger_url(source)
+            self.url = shown_url(url)
+            path = _sqlite_file(url)
             if path is not None and path.is_file():
                 self._conn = sqlite3.connect(path, timeout=30)
                 self._conn.execute("PRAGMA busy_timeout=30000")
@@ -84,7 +92,7 @@ class Reader:
                 # Other databases, or a file that does not exist yet: the Ledger creates and checks the tables.
                 from ._ledger import Ledger
 
-                self._ledger = Ledger(self.url)
+                self._ledger = Ledger(url)
                 self._owns_ledger = True
         self.dialect = "sqlite" if self._conn is not None else self._engine_dialect()
 
