@@ -236,3 +236,35 @@ def test_surge_alerts_fire_once_per_change_when_tasks_finish(tripled: Ledger) ->
         assert late.check() == []
     finally:
         late.close()
+
+
+def test_a_runtime_with_surge_alerts_catches_a_tier_moved_to_a_dearer_model(ledger_path: Path) -> None:
+    from paymaster import Agent, ModelRequest, ModelResponse, Runtime, ScriptedProvider, Tier, Usage
+    from paymaster.telemetry import SurgeAlerts
+
+    class Writer(Agent):
+        name = "writer"
+        cacheable = False
+        human_cost_usd = "5.00"
+
+    def reply(request: ModelRequest) -> ModelResponse:
+        return ModelResponse(text="done", usage=Usage(input_tokens=500, output_tokens=100), model=request.model,
+                             finish_reason="stop")
+
+    def tiers(model: str) -> list[Tier]:
+        return [Tier(name="fast", provider="openai", model=model, max_tokens=200)]
+
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(reply), tiers=tiers("gpt-4o-mini")) as rt:
+        for i in range(4):
+            rt.run_sync(Writer, f"Write note {i}.")
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(reply), tiers=tiers("gpt-4o")) as rt:
+        watch = SurgeAlerts(rt.ledger, refresh_seconds=0)
+        rt.observers.append(watch)
+        for i in range(4):
+            rt.run_sync(Writer, f"Write note {i + 4}.")
+        watch.close()  # a check may still be under way on the worker thread
+        watch.check()  # and the last task's row is now certainly in the ledger
+        (alert,) = watch.events
+    assert alert.surge.agent == "writer"
+    assert alert.surge.describe() == "model on tier fast: gpt-4o-mini -> gpt-4o"
+    assert alert.surge.ratio is not None and alert.surge.ratio > 10  # gpt-4o's prices are ~16x gpt-4o-mini's

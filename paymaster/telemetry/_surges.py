@@ -86,6 +86,7 @@ class SurgeAlerts:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paymaster-surges")
         self._pending: Future[list[Surge]] | None = None
         self._last = float("-inf")
+        self._closed = False
 
     def check(self, agents: Iterable[str] | None = None) -> list[SurgeAlert]:
         """Judge ``agents`` (all of them when None) now, on this thread; return and deliver the new alerts."""
@@ -123,12 +124,13 @@ class SurgeAlerts:
             if self.read_error is None:
                 self._deliver(pending.result())
         now = self.clock()
-        if self._pending is None and self._dirty and now - self._last >= self.refresh_seconds:
+        if self._pending is None and self._dirty and not self._closed and now - self._last >= self.refresh_seconds:
             agents, self._dirty, self._last = self._dirty, set(), now
             self._pending = self._pool.submit(self._find, agents, now)
 
     def close(self) -> None:
-        """Stop the background checker (waiting for a check under way)."""
+        """Stop the background checker (waiting for a check under way); ``check()`` still works."""
+        self._closed = True
         self._pool.shutdown(wait=True)
 
     # -- the observer -------------------------------------------------------------
