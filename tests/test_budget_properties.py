@@ -139,7 +139,7 @@ def test_concurrent_random_workloads_never_pass_a_cap(tmp_path_factory: object, 
     roomy = min(workload["tenant_cap"], workload["tag_cap"]) >= Decimal("0.1")  # type: ignore[type-var]
     roomy = roomy and (workload["task_cap"] is None or workload["task_cap"] >= Decimal("0.02"))  # type: ignore[operator]
     if workload["tasks"] >= 10 and roomy:  # type: ignore[operator]
-        assert provider.peak >= 3, provider.peak
+        assert provider.peak >= 2, provider.peak  # (a model's first capped call goes alone)
 
 
 def test_many_overlapping_holds_on_a_binding_cap_stay_within_it(tmp_path: Path) -> None:

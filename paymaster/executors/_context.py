@@ -9,11 +9,12 @@ from decimal import Decimal
 
 from ..errors import MalformedResponseError, PaymasterError, ProviderError, ProviderTimeoutError
 from ..ledger import Refusal, Totals
+from ..ledger._writer import Pending, wait
 from ..pricing import ModelPrices
 from ..providers._types import Usage
 from ._cached import Cache
 from ._observe import Observer, TaskView
-from ._policy import Approver, CapPolicy
+from ._policy import ApprovalRequest, Approver, CapPolicy
 
 
 class BudgetStop(Exception):
@@ -82,3 +83,18 @@ class CallContext:
     role: str | None = None  # the agent's role, for tool policies
     budget_usd: Decimal | None = None  # the task's USD budget, for tool policies
     tool_use: dict[str, tuple[int, int]] = field(default_factory=dict)  # tool -> (calls, picos) in this task
+
+
+async def ask_person(ctx: CallContext, request: ApprovalRequest) -> bool:
+    """Ask the runtime's approver; the task shows ``awaiting_approval`` until it answers."""
+    if ctx.approver is None:
+        return False
+    if ctx.on_pause is not None:
+        paused = ctx.on_pause(True)
+        if isinstance(paused, Pending):  # the task shows as awaiting approval before anyone is asked
+            await wait(paused)
+    try:
+        return bool(await ctx.approver(request))
+    finally:
+        if ctx.on_pause is not None:
+            ctx.on_pause(False)

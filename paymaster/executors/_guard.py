@@ -24,7 +24,7 @@ from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider
 from ..router import Tier, TierTable, same_model
 from ._cached import cache_key, cache_lookup, cache_store, describe_hit, hit_response
-from ._context import BudgetStop, CallContext, ModelRejected, may_have_billed
+from ._context import BudgetStop, CallContext, ModelRejected, ask_person, may_have_billed
 from ._lengths import ReplyLengths
 from ._observe import Halt
 from ._policy import ApprovalRequest, CapPolicy, describe_refusal, downgrade, truncate_to_fit
@@ -333,15 +333,7 @@ class BudgetGuard:
             task_id=ctx.task_id, agent=ctx.agent, tenant=ctx.tenant, account=refusal.account,
             dimension=refusal.dimension, cap=refusal.cap, used=refusal.used, needed=refusal.needed, reason=reason,
         )
-        if ctx.on_pause is not None:
-            paused = ctx.on_pause(True)
-            if isinstance(paused, Pending):  # the task shows as awaiting approval before anyone is asked
-                await wait(paused)
-        try:
-            approved = await ctx.approver(request)
-        finally:
-            if ctx.on_pause is not None:
-                ctx.on_pause(False)
+        approved = await ask_person(ctx, request)
         if approved:
             await anyio.to_thread.run_sync(
                 self.ledger.accounts.raise_cap, refusal.account, refusal.dimension, request.shortfall

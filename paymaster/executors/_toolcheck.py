@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._money import fmt_usd, from_picos, to_picos
-from ..ledger._writer import Pending, wait
+from ._context import ask_person
 from ._policy import ApprovalRequest
 from ._tools import Tool
 
@@ -43,13 +43,5 @@ async def check_tool_policy(ctx: CallContext, tool: Tool) -> str | None:
         dimension=dimension, cap=request_cap, used=request_used, needed=1 if dimension == "tool_calls" else price,
         reason=why,
     )
-    if ctx.on_pause is not None:
-        paused = ctx.on_pause(True)
-        if isinstance(paused, Pending):
-            await wait(paused)
-    try:
-        approved = await ctx.approver(request)
-    finally:
-        if ctx.on_pause is not None:
-            ctx.on_pause(False)
+    approved = await ask_person(ctx, request)
     return None if approved else f"{why}: not approved"

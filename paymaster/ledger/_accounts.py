@@ -256,24 +256,6 @@ class Accounts:
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
         return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
 
-    async def areserve(
-        self,
-        accounts: Sequence[str],
-        held: Charge,
-        *,
-        task_id: str,
-        kind: str,
-        subtask_id: str | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        tier: str | None = None,
-        ttl_seconds: float = RESERVATION_TTL_SECONDS,
-    ) -> Reservation | Refusal:
-        """``reserve`` without blocking the event loop; returns once the hold is committed (durable)."""
-        ids = sorted(set(accounts))
-        where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return await self._sql.run(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
-
     def reserve_later(
         self,
         accounts: Sequence[str],
