@@ -40,6 +40,11 @@ class Fanout(Agent):
         return outputs["join"]
 
 
+class FanoutAuto(Fanout):
+    name = "fanout-auto"
+    max_tokens = "auto"  # holds sized by the replies seen, not by the tier's max_tokens
+
+
 async def ticker(lags: list[float], stop: anyio.Event) -> None:
     interval = 0.01
     while not stop.is_set():
@@ -48,7 +53,7 @@ async def ticker(lags: list[float], stop: anyio.Event) -> None:
         lags.append(time.perf_counter() - started - interval)
 
 
-async def one_run(ledger: Path, tasks: int, cap: Decimal | None) -> dict[str, object]:
+async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Agent] = Fanout) -> dict[str, object]:
     limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))] if cap is not None else []
     provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY)
     lags: list[float] = []
@@ -57,7 +62,7 @@ async def one_run(ledger: Path, tasks: int, cap: Decimal | None) -> dict[str, ob
         outcomes = []
 
         async def task(i: int) -> None:
-            outcomes.append(await rt.run(Fanout, f"Job {i}.", tenant="acme"))
+            outcomes.append(await rt.run(agent, f"Job {i}.", tenant="acme"))
 
         started = time.perf_counter()
         async with anyio.create_task_group() as outer:
@@ -93,6 +98,12 @@ def main() -> None:
         for factor in (Decimal("1.2"), Decimal("0.5")):
             runs[f"tenant cap {factor}x the work"] = anyio.run(one_run, Path(tmp) / f"cap{factor}.db", args.tasks,
                                                                (work * factor).quantize(Decimal("0.000001")))
+        # The same 1.2x cap with max_tokens = "auto": the ledger has this agent's replies from a first run.
+        auto_db = Path(tmp) / "auto.db"
+        anyio.run(one_run, auto_db, 10, None, FanoutAuto)
+        runs["tenant cap 1.2x, max_tokens auto"] = anyio.run(
+            one_run, auto_db, args.tasks, (work * Decimal("1.2")).quantize(Decimal("0.000001")), FanoutAuto
+        )
     for name, r in runs.items():
         wall, critical = float(r["wall"]), float(r["critical"])  # type: ignore[arg-type]
         rows.append(f"| {name} | {wall:.2f} | {wall / critical:.2f} | {float(r['lag_p99_ms']):.1f} | "  # type: ignore[arg-type]
