@@ -92,8 +92,6 @@ HAND_MUTANTS = [
                'spent_{d} = spent_{d} + :held_{d}"', "settling charges the hold, not the actual cost"),
     HandMutant("paymaster/ledger/_accounts.py", r"self\.spent \+ self\.needed <= self\.cap",
                "self.spent + self.needed < self.cap", "the transient-refusal boundary (<= to <)"),
-    HandMutant("paymaster/ledger/_accounts.py", r"self\.dimension != \"killed\" and self\.spent",
-               "self.spent", "a kill looks transient, so a killed task waits instead of stopping"),
     HandMutant("paymaster/ledger/_accounts.py", r"return max\(self\.cap - self\.used, 0\)",
                "return self.cap", "what is left on a refusing account is its whole cap"),
     HandMutant("paymaster/ledger/_accounts.py",
@@ -111,7 +109,7 @@ HAND_MUTANTS = [
                r"\g<1>False", "an unreadable 200 body is not charged"),
     HandMutant("paymaster/pricing/_tokens.py", r"MESSAGE_OVERHEAD_TOKENS = 8\n", "MESSAGE_OVERHEAD_TOKENS = 0\n",
                "the byte bound leaves out the per-message overhead"),
-    HandMutant("paymaster/ledger/_sql.py", r"cur\.execute\(\"BEGIN IMMEDIATE\"\)", 'cur.execute("BEGIN")',
+    HandMutant("paymaster/ledger/_writer.py", r"cur\.execute\(\"BEGIN IMMEDIATE\"\)", 'cur.execute("BEGIN")',
                "a reservation's transaction does not take the write lock up front"),
 ]
 

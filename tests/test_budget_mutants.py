@@ -39,6 +39,7 @@ from paymaster._money import to_picos
 from paymaster.cache import CacheHit, CacheScope
 from paymaster.errors import RateLimitError, ServerError
 from paymaster.ledger import AccountRecord, Charge, Refusal
+from paymaster.pricing import bound_prompt_tokens
 from paymaster.providers import ToolCall
 
 
@@ -360,3 +361,27 @@ def test_when_one_account_refuses_for_good_the_refusal_names_it_even_if_another_
 def _account_ids(rt: Runtime) -> list[str]:
     with rt.ledger.session() as s:
         return [a.id for a in s.exec(select(AccountRecord)).all()]
+
+
+# -- cap policies ------------------------------------------------------------------------------
+
+
+class Trimmer(Agent):
+    name = "trimmer"
+    on_cap = ("truncate",)
+
+
+def test_truncation_leaves_room_for_what_the_refusing_account_has_already_spent(ledger_path: Path) -> None:
+    limit = Limit("tenant:acme", day=Budget(tokens=30_000))
+    provider = ScriptedProvider(usage=FIXED)
+    long_input = "Old context. " * 4000 + "The question: what is 2+2?"  # ~52,000 bytes: far past the cap
+    with Runtime(ledger=ledger_path, provider=provider, limits=[limit]) as rt:
+        first = rt.run_sync(Worker, "hello", tenant="acme")  # spends 1,200 of the tenant's tokens
+        outcome = rt.run_sync(Trimmer, long_input, tenant="acme")
+        steps = rt.ledger.steps(outcome.task_id)
+    assert first.status is TaskStatus.SUCCEEDED
+    assert outcome.status is TaskStatus.SUCCEEDED
+    assert [s.status for s in steps] == ["refused", "ok"]  # one cut was enough: it counted the 1,200 spent
+    sent = provider.calls[1].request
+    assert sent.messages[-1].content.endswith("what is 2+2?")
+    assert bound_prompt_tokens(sent) + sent.max_tokens <= 30_000 - 1_200
