@@ -48,14 +48,14 @@ WITHOUT: list[str] = []  # test files left out (--without), to measure what they
 # Which functions of a module count. "*" is every function; a module under paymaster/ledger/ or
 # paymaster/executors/ that pyproject's do_not_mutate does not exclude is added with "*" (a new
 # budget-path module is covered without editing this table).
-SCOPE: dict[str, list[str]] = {  # in the order they are checked: the reservation itself first
-    "paymaster/ledger/_accounts.py": ["*"],
-    "paymaster/executors/_guard.py": ["*"],
+SCOPE: dict[str, list[str]] = {  # in the order they are checked: the smaller core modules first
     "paymaster/executors/_waiting.py": ["*"],
-    "paymaster/ledger/_writer.py": ["*"],
-    "paymaster/executors/_retry.py": ["*"],
     "paymaster/pricing/_tokens.py": ["bound_prompt_tokens", "_request_texts", "_overhead"],
     "paymaster/pricing/_prices.py": ["ModelPrices.worst_case", "ModelPrices.cost", "ModelPrices.rates_for"],
+    "paymaster/executors/_retry.py": ["*"],
+    "paymaster/ledger/_accounts.py": ["*"],
+    "paymaster/executors/_guard.py": ["*"],
+    "paymaster/ledger/_writer.py": ["*"],
     "paymaster/executors/_policy.py": ["*"],
     "paymaster/runtime/_admission.py": ["*"],
     "paymaster/ledger/_ledger.py": ["*"],
@@ -66,8 +66,8 @@ SCOPE: dict[str, list[str]] = {  # in the order they are checked: the reservatio
 SKIP = [
     "ApprovalRequest.__str__", "ApprovalRequest.__repr__", "ApprovalRequest._amount", "describe_refusal",
     "Ledger.task", "Ledger.tasks", "Ledger.steps", "Ledger._check_schema", "Ledger.finish_task", "resolve_url",
-    "new_task_id", "Accounts._alerts", "plan_record", "Estimate.as_record", "BudgetStop.__init__",
-    "ModelRejected.__init__", "sqlite_pragmas", "_sqlite_connect",
+    "new_task_id", "Accounts._alerts", "_alerts", "Accounts.fire", "plan_record", "Estimate.as_record",
+    "BudgetStop.__init__", "ModelRejected.__init__", "sqlite_pragmas", "_sqlite_connect",
 ]
 
 

@@ -15,6 +15,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlmodel import select
 from tenacity import RetryCallState
@@ -385,3 +386,40 @@ def test_truncation_leaves_room_for_what_the_refusing_account_has_already_spent(
     sent = provider.calls[1].request
     assert sent.messages[-1].content.endswith("what is 2+2?")
     assert bound_prompt_tokens(sent) + sent.max_tokens <= 30_000 - 1_200
+
+
+# -- waiting for room ------------------------------------------------------------------------------
+
+
+def test_a_call_waiting_for_a_hold_looks_again_on_a_slow_tick_not_in_a_busy_loop(
+    ledger_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = Limit("tenant:acme", day=Budget(usd="0.015"))  # one call's hold (~$0.0104) at a time
+    provider = ScriptedProvider(usage=FIXED, latency=1.0)
+    with Runtime(ledger=ledger_path, provider=provider, limits=[limit]) as rt:
+        # A model's first call under a dollar cap goes alone (to learn which model serves it): make it now.
+        rt.run_sync(Worker, "warm-up", tenant="globex", budget=Budget(usd="1"))
+        looks: list[int] = []
+        recover = rt.ledger.arecover
+
+        async def counted() -> list[str]:
+            looks.append(1)
+            return await recover()
+
+        monkeypatch.setattr(rt.ledger, "arecover", counted)
+
+        async def both() -> list[TaskStatus]:
+            statuses: list[TaskStatus] = []
+
+            async def one(i: int) -> None:
+                statuses.append((await rt.run(Worker, f"job {i}", tenant="acme")).status)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, 1)
+                tg.start_soon(one, 2)
+            return statuses
+
+        statuses = anyio.run(both)
+    assert statuses == [TaskStatus.SUCCEEDED] * 2  # the second call waited for the first one's hold
+    # While the first call takes a second, the waiting one looks again a few times, not thousands.
+    assert 1 <= len(looks) <= 15, len(looks)
