@@ -423,3 +423,50 @@ def test_a_call_waiting_for_a_hold_looks_again_on_a_slow_tick_not_in_a_busy_loop
     assert statuses == [TaskStatus.SUCCEEDED] * 2  # the second call waited for the first one's hold
     # While the first call takes a second, the waiting one looks again a few times, not thousands.
     assert 1 <= len(looks) <= 15, len(looks)
+
+
+@tool
+def lookup(order_id: int) -> str:
+    """A free lookup."""
+    return f"order {order_id}: delivered"
+
+
+class Looker(Agent):
+    name = "looker"
+    tools = [lookup]  # noqa: RUF012
+
+
+def _look_then_answer(request: ModelRequest) -> ModelResponse:
+    if request.messages[-1].role == "tool":
+        return ModelResponse(text="done", usage=FIXED, model=request.model)
+    return ModelResponse(text="", usage=FIXED, model=request.model,
+                         tool_calls=(ToolCall(id="c1", name="lookup", arguments={"order_id": 1}),))
+
+
+def test_waiting_calls_are_served_oldest_task_first_so_a_task_finishes(ledger_path: Path) -> None:
+    # Each task makes two calls of $0.002; each call holds ~$0.0113 while in flight. The tenant's
+    # $0.016 fits one hold at a time and three calls in all: served oldest task first, the oldest
+    # task makes both its calls; served in order of arrival, every task would stop part-way.
+    limit = Limit("tenant:acme", day=Budget(usd="0.016"))
+    provider = ScriptedProvider(_look_then_answer, latency=0.2)
+    with Runtime(ledger=ledger_path, provider=provider, limits=[limit]) as rt:
+        rt.run_sync(Looker, "warm-up", tenant="globex", budget=Budget(usd="1"))  # a model's first call goes alone
+        order: list[str] = []
+
+        async def tasks() -> dict[str, TaskStatus]:
+            statuses: dict[str, TaskStatus] = {}
+
+            async def one(name: str) -> None:
+                order.append(name)
+                statuses[name] = (await rt.run(Looker, f"Where is order 1? ({name})", tenant="acme")).status
+
+            async with anyio.create_task_group() as tg:
+                for name in ("first", "second", "third", "fourth"):
+                    tg.start_soon(one, name)
+                    await anyio.sleep(0.01)  # tasks start one after another
+            return statuses
+
+        statuses = anyio.run(tasks)
+    assert order == ["first", "second", "third", "fourth"]
+    assert statuses["first"] is TaskStatus.SUCCEEDED
+    assert [statuses[n] for n in order[1:]] == [TaskStatus.BUDGET_EXCEEDED] * 3
