@@ -290,7 +290,7 @@ def run_hand_mutants() -> None:
             continue
         with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
             copy = Path(tmp)
-            for part in ("paymaster", "tests", "pyproject.toml"):
+            for part in ("paymaster", "tests", "bench", "pyproject.toml"):  # some tests import from bench/
                 src = ROOT / part
                 if src.is_dir():
                     shutil.copytree(src, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
@@ -303,11 +303,13 @@ def run_hand_mutants() -> None:
                  "--timeout", str(2 * TEST_TIMEOUT), *(t for t in test_selection() if t not in WITHOUT)],
                 cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True,
             )
-        verdict = {0: "SURVIVED", 1: "killed"}.get(proc.returncode, f"exit {proc.returncode}")
+        failed = [t.split()[1] for t in proc.stdout.splitlines() if t.startswith("FAILED ")]
+        verdict = "SURVIVED" if proc.returncode == 0 else "killed" if failed else "ERROR"
         print(f"  {verdict:8} {hm.path}:{line}  {hm.breaks}", flush=True)
-        if proc.returncode == 1:
-            failed = [t for t in proc.stdout.splitlines() if t.startswith("FAILED")]
-            print(f"           by {failed[0].split()[1] if failed else '?'}")
+        if failed:
+            print(f"           by {failed[0]}")
+        elif proc.returncode:
+            print("           " + "\n           ".join(proc.stdout.splitlines()[-5:]))
 
 
 def main() -> None:

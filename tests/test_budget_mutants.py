@@ -7,6 +7,7 @@ counts, never read back from the row under test.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from paymaster.cache import CacheHit, CacheScope
 from paymaster.errors import RateLimitError, ServerError
 from paymaster.ledger import AccountRecord, Charge, Refusal
 from paymaster.pricing import bound_prompt_tokens
-from paymaster.providers import ToolCall
+from paymaster.providers import Message, ToolCall, ToolSpec
 
 
 class Worker(Agent):
@@ -470,3 +471,32 @@ def test_waiting_calls_are_served_oldest_task_first_so_a_task_finishes(ledger_pa
     assert order == ["first", "second", "third", "fourth"]
     assert statuses["first"] is TaskStatus.SUCCEEDED
     assert [statuses[n] for n in order[1:]] == [TaskStatus.BUDGET_EXCEEDED] * 3
+
+
+# -- the input bound counts every byte sent ---------------------------------------------------------
+
+BIG = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x" * 40} for i in range(30)}}
+
+
+def _request(**extra: object) -> ModelRequest:
+    messages = extra.pop("messages", (Message(role="user", content="Check order 7."),))
+    return ModelRequest(model="gpt-4o-mini", max_tokens=100, messages=messages, **extra)
+
+
+@pytest.mark.parametrize(
+    ("extra", "sent"),
+    [
+        ({"tools": (ToolSpec(name="check", description="d" * 500, parameters=BIG),)},
+         len("check") + 500 + len(json.dumps(BIG))),
+        ({"json_schema": BIG}, len(json.dumps(BIG))),
+        ({"messages": (Message(role="user", content="Check order 7."),
+                       Message(role="assistant", tool_calls=(ToolCall(id="c1", name="check", arguments=BIG),)),
+                       Message(role="tool", content="ok", tool_call_id="c1"))},
+         len(json.dumps(BIG)) + len("check") + len("ok")),
+    ],
+    ids=["tool schemas", "output schema", "tool calls in the history"],
+)
+def test_the_input_bound_counts_every_byte_sent_with_the_prompt(extra: dict[str, object], sent: int) -> None:
+    plain, more = _request(), _request(**extra)
+    # Tool schemas, an output schema and earlier tool calls go to the provider and are billed as input.
+    assert bound_prompt_tokens(more) - bound_prompt_tokens(plain) >= sent
