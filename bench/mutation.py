@@ -18,6 +18,7 @@ rather than silently skipped.
     python bench/mutation.py --report           # print the report of the results so far
     python bench/mutation.py --hand-only        # only the hand mutants
     python bench/mutation.py --without tests/x.py  # leave out a test file (to see what it adds)
+    python bench/mutation.py --recheck 'paymaster.pricing._tokens.x__request_texts__mutmut_*'  # check again
 """
 
 from __future__ import annotations
@@ -163,6 +164,25 @@ def load_results(paths: dict[str, list[str]]) -> dict[str, dict[str, int | None]
     return out
 
 
+def late_kills(paths: dict[str, list[str]]) -> list[str]:
+    """Kills that came only after most of the mutant's tests had passed: worth re-checking alone.
+
+    On a loaded machine a test that depends on timing (how many calls overlap) can fail by itself;
+    a mutant it "kills" late may in truth survive (``python bench/mutation.py --recheck NAME``).
+    """
+    late: list[str] = []
+    for path in paths:
+        meta_path = ROOT / "mutants" / (path + ".meta")
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        for m, code in meta["exit_code_by_key"].items():
+            took, expected = meta["durations_by_key"].get(m, 0), meta["estimated_durations_by_key"].get(m, 0)
+            if code in (1, 3) and expected > 5 and took > 0.7 * expected and counts(path, m, paths[path]):
+                late.append(m)
+    return late
+
+
 def _status(code: int | None) -> str:
     return {None: "unchecked", 0: "survived", 1: "killed", 3: "killed", 33: "no tests", 37: "killed"}.get(
         code, "timeout" if code in (-24, 24, 152, 255, 36) else f"exit {code}")
@@ -268,6 +288,11 @@ def report(paths: dict[str, list[str]]) -> None:
     checked = total["killed"] + total["survived"]
     if checked:
         print(f"  {'all':36} {100 * total['killed'] / checked:5.1f}%  {total['killed']:4}/{checked:<4}")
+    late = late_kills(paths)
+    if late:
+        print(f"\n{len(late)} kills came late (after most tests passed; re-check them alone with --recheck):")
+        for name in late:
+            print(f"  {name}")
     print(f"\n{len(survivors)} surviving mutants:")
     for path, mutant in sorted(survivors, key=lambda s: (s[0], _function(s[1]), int(s[1].rpartition("_")[2]))):
         print(describe(path, mutant))
@@ -324,10 +349,15 @@ def main() -> None:
     parser.add_argument("--no-hand", action="store_true", help="skip the hand mutants")
     parser.add_argument("--hand-only", action="store_true", help="only run the hand mutants")
     parser.add_argument("--without", action="append", default=[], help="leave out this test file")
+    parser.add_argument("--recheck", action="append", default=[], help="check this mutant again (a glob works)")
     opts = parser.parse_args()
     WITHOUT.extend(opts.without)
     os.chdir(ROOT)
     paths = {p: f for p, f in scope().items() if not opts.module or any(m in p for m in opts.module)}
+    if opts.recheck:
+        run_mutmut(["run", "--max-children", "1", *opts.recheck])
+        report(paths)
+        return
     if opts.hand_only:
         run_hand_mutants()
         return
