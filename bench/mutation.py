@@ -57,6 +57,7 @@ SCOPE: dict[str, list[str]] = {  # in the order they are checked: the smaller co
     "paymaster/ledger/_accounts.py": ["*"],
     "paymaster/executors/_guard.py": ["*"],
     "paymaster/ledger/_writer.py": ["*"],
+    "paymaster/ledger/_pending.py": ["*"],
     "paymaster/executors/_policy.py": ["*"],
     "paymaster/runtime/_admission.py": ["*"],
     "paymaster/ledger/_ledger.py": ["*"],
