@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import anyio
@@ -19,7 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from .._money import to_picos
 from ..errors import ConfigurationError
 from ..ledger import Alert, Charge, Ledger, Refusal, Reservation
-from ..ledger._writer import Pending, wait
+from ..ledger._writer import Pending
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider
 from ..router import Tier, TierTable, same_model
@@ -32,7 +31,7 @@ from ._retry import RetryPolicy, is_retryable
 from ._served import ServedModels
 from ._toolcheck import check_tool_policy
 from ._tools import Tool
-from ._waiting import Ticket, Waiters
+from ._waiting import Reserver
 
 
 class BudgetGuard:
@@ -57,7 +56,7 @@ class BudgetGuard:
         self.provider_for = provider_for
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.waiters = Waiters()
+        self.reserver = Reserver(ledger, budget_wait)
         self.lengths = ReplyLengths(ledger)
         self._probed: set[tuple[str, str]] = set()  # (provider, model) whose served model an answer showed
         self._probes: dict[tuple[str, str], anyio.Lock] = {}
@@ -96,16 +95,6 @@ class BudgetGuard:
 
         future.add_done_callback(done)
 
-    def _release(self, ctx: CallContext, kind: str, subtask_id: str | None,
-                 done: Pending[Reservation | Refusal]) -> None:
-        held = done.result() if done.exception() is None else None
-        if isinstance(held, Reservation):
-            self.ledger.accounts.settle_later(held, Charge(), {
-                "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "status": "refused",
-                "cost_picos": 0, "error": "cancelled before the call was sent: its hold was released",
-                "created_at": time.time(),
-            })
-
     @staticmethod
     def _observe(ctx: CallContext, step: Mapping[str, Any]) -> None:
         if ctx.view is None:
@@ -120,7 +109,7 @@ class BudgetGuard:
             raise halt
 
     def _settled(self, accounts: Sequence[str], settled: Pending[list[Alert]]) -> None:
-        self.waiters.notify(accounts)
+        self.reserver.waiters.notify(accounts)
         if settled.exception() is None:
             self.ledger.accounts.fire(settled.result())
 
@@ -240,8 +229,9 @@ class BudgetGuard:
                 "note": note,
                 "reserved_picos": held.picos, "created_at": time.time(),
             }
-            reservation = await self._reserve(ctx, accounts, held, kind, subtask_id, provider.name, request.model,
-                                              tier.name)
+            reservation = await self.reserver.reserve(
+                ctx, accounts, held, kind, subtask_id, provider.name, request.model, tier.name
+            )
             if not isinstance(reservation, Refusal):
                 sent = await self._send(ctx, provider, prices, tier, request, reservation, held, step)
                 return sent[0], adjusted, sent[1]
@@ -275,55 +265,6 @@ class BudgetGuard:
                 policies.pop(0)
             else:
                 raise BudgetStop(reason, reservation)
-
-    async def _reserve(
-        self, ctx: CallContext, accounts: Sequence[str], held: Charge, kind: str, subtask_id: str | None,
-        provider: str | None, model: str | None, tier: str | None,
-    ) -> Reservation | Refusal:
-        """Reserve; while the only obstacle is other calls' in-flight holds, wait for them to settle.
-
-        Holding every call's worst case means a busy account can look full while
-        little is spent. Such a refusal is transient: the call waits its turn
-        (first come, first served per account, up to ``budget_wait`` seconds)
-        instead of failing, and still never overspends.
-        """
-        deadline = time.monotonic() + self.budget_wait
-        ticket: Ticket | None = None
-        try:
-            busy = self.waiters.busy(accounts) if self.budget_wait > 0 else None
-            if busy is not None:  # others already wait for room there: queue behind them
-                ticket = self.waiters.join(busy, ctx.started)
-                while not ticket.first and time.monotonic() < deadline:
-                    await ticket.wait(deadline)
-            while True:
-                pending = self.ledger.accounts.reserve_later(
-                    accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
-                    provider=provider, model=model, tier=tier,
-                )
-                if self.ledger.sql.writer.has_buffered():
-                    self.ledger.sql.writer.flush()  # the call waits for it: do not wait for the loop to idle
-                try:
-                    reservation = await wait(pending)
-                except BaseException:
-                    # Cancelled while the hold was being written: once it commits, release it (the call
-                    # was never sent), so that no hold outlives its caller.
-                    pending.add_done_callback(partial(self._release, ctx, kind, subtask_id))
-                    raise
-                if not isinstance(reservation, Refusal) or not reservation.transient:
-                    return reservation
-                if time.monotonic() >= deadline:
-                    return reservation
-                if ticket is None or ticket.account != reservation.account:
-                    if ticket is not None:
-                        ticket.leave()
-                    ticket = self.waiters.join(reservation.account, ctx.started)
-                if not await ticket.wait(deadline) and ticket.first:
-                    # Nothing settled here for a while: the holder may be a process that died
-                    # mid-call. Look (at most once per interval per process, off the loop).
-                    await self.ledger.arecover()
-        finally:
-            if ticket is not None:
-                ticket.leave()
 
     async def ask_approval(self, ctx: CallContext, refusal: Refusal, reason: str) -> bool:
         """Ask the approver for room on the refusing account; on yes, its cap grows by the shortfall."""
@@ -431,7 +372,7 @@ class BudgetGuard:
             return f"refused: {refused}"
         calls, spent = ctx.tool_use.get(tool.name, (0, 0))
         ctx.tool_use[tool.name] = (calls + 1, spent + held.picos)
-        reservation = await self._reserve(ctx, ctx.accounts, held, "tool", subtask_id, "tool", tool.name, None)
+        reservation = await self.reserver.reserve(ctx, ctx.accounts, held, "tool", subtask_id, "tool", tool.name, None)
         if isinstance(reservation, Refusal):
             reason = describe_refusal(reservation)
             self.record(ctx, {**step, "status": "refused", "error": reason, "cost_picos": 0})

@@ -18,9 +18,14 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from functools import partial
 
 import anyio
+
+from ..ledger import Charge, Ledger, Refusal, Reservation
+from ..ledger._writer import Pending, wait
+from ._context import CallContext
 
 RECHECK_SECONDS = 0.2  # how often the head of a queue looks for room freed by other processes
 
@@ -100,3 +105,69 @@ class Waiters:
             queue = self.queues.get(account)
             if queue:
                 queue[0].wake()
+
+
+class Reserver:
+    """Reserves a call's hold; while the only obstacle is other calls' holds in flight, waits its turn.
+
+    Holding every call's worst case means a busy account can look full while
+    little is spent. Such a refusal is transient: the call waits in the
+    refusing account's queue (up to ``budget_wait`` seconds) instead of
+    failing, and still never overspends.
+    """
+
+    def __init__(self, ledger: Ledger, budget_wait: float) -> None:
+        self.ledger = ledger
+        self.budget_wait = budget_wait
+        self.waiters = Waiters()
+
+    async def reserve(
+        self, ctx: CallContext, accounts: Sequence[str], held: Charge, kind: str, subtask_id: str | None,
+        provider: str | None, model: str | None, tier: str | None,
+    ) -> Reservation | Refusal:
+        """A committed hold on every account, or the refusal that stands once waiting cannot help."""
+        deadline = time.monotonic() + self.budget_wait
+        ticket: Ticket | None = None
+        try:
+            busy = self.waiters.busy(accounts) if self.budget_wait > 0 else None
+            if busy is not None:  # others already wait for room there: queue behind them
+                ticket = self.waiters.join(busy, ctx.started)
+                while not ticket.first and time.monotonic() < deadline:
+                    await ticket.wait(deadline)
+            while True:
+                pending = self.ledger.accounts.reserve_later(
+                    accounts, held, task_id=ctx.task_id, kind=kind, subtask_id=subtask_id,
+                    provider=provider, model=model, tier=tier,
+                )
+                try:
+                    reservation = await wait(pending)
+                except BaseException:
+                    # Cancelled while the hold was being written: once it commits, release it (the call
+                    # was never sent), so that no hold outlives its caller.
+                    pending.add_done_callback(partial(self._release, ctx, kind, subtask_id))
+                    raise
+                if not isinstance(reservation, Refusal) or not reservation.transient:
+                    return reservation
+                if time.monotonic() >= deadline:
+                    return reservation
+                if ticket is None or ticket.account != reservation.account:
+                    if ticket is not None:
+                        ticket.leave()
+                    ticket = self.waiters.join(reservation.account, ctx.started)
+                if not await ticket.wait(deadline) and ticket.first:
+                    # Nothing settled here for a while: the holder may be a process that died
+                    # mid-call. Look (at most once per interval per process, off the loop).
+                    await self.ledger.arecover()
+        finally:
+            if ticket is not None:
+                ticket.leave()
+
+    def _release(self, ctx: CallContext, kind: str, subtask_id: str | None,
+                 done: Pending[Reservation | Refusal]) -> None:
+        held = done.result() if done.exception() is None else None
+        if isinstance(held, Reservation):
+            self.ledger.accounts.settle_later(held, Charge(), {
+                "task_id": ctx.task_id, "subtask_id": subtask_id, "kind": kind, "status": "refused",
+                "cost_picos": 0, "error": "cancelled before the call was sent: its hold was released",
+                "created_at": time.time(),
+            })

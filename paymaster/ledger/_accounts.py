@@ -269,10 +269,10 @@ class Accounts:
         tier: str | None = None,
         ttl_seconds: float = RESERVATION_TTL_SECONDS,
     ) -> Pending[Reservation | Refusal]:
-        """Queue a reservation; the future resolves once it is committed (or refused)."""
+        """Queue a reservation for a caller that waits for it; resolves once committed (or refused)."""
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
+        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids, awaited=True)
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""

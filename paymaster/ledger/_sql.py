@@ -72,10 +72,10 @@ class SqlRunner:
         return await self.writer.run(fn, may_abort=may_abort, locks=locks, alone=alone)
 
     def submit(
-        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = ()
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), awaited: bool = False
     ) -> Pending[T]:
-        """Queue ``fn``; the future resolves once its group is committed (``locks``: see ``call``)."""
-        return self.writer.submit(fn, may_abort=may_abort, locks=locks)
+        """Queue ``fn``; the future resolves once its group is committed (``locks``, ``awaited``: see the writer)."""
+        return self.writer.submit(fn, may_abort=may_abort, locks=locks, awaited=awaited)
 
     def close(self) -> None:
         """Finish queued work and close the write connection."""

@@ -258,15 +258,28 @@ class Writer:
     # -- submitting work -------------------------------------------------------------
 
     def submit(
-        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
+        self,
+        fn: Callable[[Tx], T],
+        *,
+        may_abort: bool = False,
+        locks: Sequence[str] = (),
+        alone: bool = False,
+        awaited: bool = False,
     ) -> Pending[T]:
         """Queue ``fn`` to run in the next group transaction; the future resolves once it is committed.
 
         ``may_abort``: ``fn`` may call ``tx.abort()`` to undo its own statements (it gets a savepoint).
         ``locks``: the accounts ``fn`` updates, locked up front with the rest of its group's (PostgreSQL).
         ``alone``: ``fn`` takes row locks in an order of its own, so it runs in a transaction by itself.
+        ``awaited``: the caller waits for the result, so this loop's queued work runs at once, not
+        after the moment's delay that groups unawaited work.
         """
-        work = _Work(fn, may_abort, locks, alone)
+        future = self._submit(_Work(fn, may_abort, locks, alone))
+        if awaited and self.has_buffered():
+            self.flush()
+        return future
+
+    def _submit(self, work: _Work) -> Pending[Any]:
         if self._inline_conn is not None:
             try:
                 loop = asyncio.get_running_loop()
@@ -304,10 +317,7 @@ class Writer:
         self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
     ) -> T:
         """Run ``fn`` in a committed transaction without blocking the event loop."""
-        future = self.submit(fn, may_abort=may_abort, locks=locks, alone=alone)
-        if self.has_buffered():
-            self.flush()  # the caller waits for it: do not wait for the loop to idle first
-        return await wait(future)
+        return await wait(self.submit(fn, may_abort=may_abort, locks=locks, alone=alone, awaited=True))
 
     def has_buffered(self) -> bool:
         """Whether this thread's event loop has queued work not yet run."""
