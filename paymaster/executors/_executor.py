@@ -85,6 +85,9 @@ class Executor:
             outputs[subtask.id] = await self.run_subtask(ctx, subtask, routes[subtask.id], instructions, context, tools)
             done[subtask.id].set()
 
+        if len(plan.subtasks) == 1:  # nothing to run beside it: no task group to set up
+            await one(plan.subtasks[0])
+            return outputs
         try:
             async with anyio.create_task_group() as tg:
                 for subtask in plan.subtasks:

@@ -174,6 +174,16 @@ class BudgetGuard:
         subtask_id: str | None,
         note: str | None,
     ) -> tuple[ModelResponse, bool, Decimal | None]:
+        try:
+            return await self._fitted_call(ctx, tier, request, kind=kind, subtask_id=subtask_id, note=note, attempt=1)
+        except BudgetStop:
+            raise
+        except BaseException as exc:
+            if self.retry.max_attempts <= 1 or not is_retryable(exc):
+                raise
+            first_error = exc
+        # Only a failed first attempt pays for building the retry loop: tenacity sees that failure
+        # as its own attempt 1 (re-raised below), so its wait and stop rules count attempts as before.
         attempt = 0
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts),
@@ -186,13 +196,15 @@ class BudgetGuard:
         async for state in retrying:
             with state:
                 attempt += 1
+                if attempt == 1:
+                    last_error = first_error
+                    raise first_error
                 try:
                     return await self._fitted_call(
-                        ctx, tier, request, kind=kind if attempt == 1 else "retry",
-                        subtask_id=subtask_id, note=note, attempt=attempt,
+                        ctx, tier, request, kind="retry", subtask_id=subtask_id, note=note, attempt=attempt,
                     )
                 except BudgetStop as stop:
-                    if attempt > 1 and last_error is not None:
+                    if last_error is not None:
                         raise BudgetStop(
                             f"{stop.reason}; gave up retrying after {type(last_error).__name__}: {last_error}",
                             stop.refusal,

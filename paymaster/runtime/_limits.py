@@ -121,7 +121,7 @@ class Limits:
         self, agent: str, tenant: str, tags: Mapping[str, str], now: dt.datetime | None = None
     ) -> dict[str, Caps | None]:
         """Every account above a task of ``agent`` for ``tenant`` with ``tags``, with the caps to set."""
-        periods = _periods(now or dt.datetime.now(dt.UTC))
+        periods: dict[str, str] | None = None  # only a periodic limit needs today's date
         scopes = [f"agent:{agent}", f"tenant:{tenant}", *(f"tag:{k}={v}" for k, v in sorted(tags.items()))]
         chain: dict[str, Caps | None] = {}
         for scope in scopes:
@@ -131,6 +131,7 @@ class Limits:
                 continue
             for period, budget in (("day", limit.day), ("month", limit.month)):
                 if budget is not None:
+                    periods = periods or _periods(now or dt.datetime.now(dt.UTC))
                     chain[f"{scope}:{period}:{periods[period]}"] = budget.caps()
         return chain
 
