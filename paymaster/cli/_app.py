@@ -12,6 +12,7 @@ from .. import __version__
 from ..errors import PaymasterError
 from ._eval import calibrate_command, eval_command
 from ._finops import export_tasks, open_or_exit, reconcile_command, statement_command
+from ._parsing import PlainCommand, PlainGroup
 from ._report import report_command
 from ._tables import LEDGER_HELP, make_console, open_ledger, task_detail, tasks_table, when
 
@@ -21,14 +22,15 @@ if TYPE_CHECKING:
 # Start-up is part of every command: the SDKs, SQLModel and the runtime are imported inside the
 # commands that need them, so `paymaster --help` and the reading commands start in a fraction of a second.
 
-app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False)
-ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=True)
+app = typer.Typer(help="Paymaster: AI agents that never overspend.", no_args_is_help=True, add_completion=False,
+                  cls=PlainGroup)
+ledger_app = typer.Typer(help="Read the cost ledger.", invoke_without_command=True, cls=PlainGroup)
 app.add_typer(ledger_app, name="ledger")
-app.command("eval")(eval_command)
-app.command("calibrate")(calibrate_command)
-app.command("report")(report_command)
-app.command("statement")(statement_command)
-app.command("reconcile")(reconcile_command)
+app.command("eval", cls=PlainCommand)(eval_command)
+app.command("calibrate", cls=PlainCommand)(calibrate_command)
+app.command("report", cls=PlainCommand)(report_command)
+app.command("statement", cls=PlainCommand)(statement_command)
+app.command("reconcile", cls=PlainCommand)(reconcile_command)
 console = make_console()
 
 LedgerOpt = Annotated[str | None, typer.Option("--ledger", "-l", help=LEDGER_HELP)]
@@ -101,7 +103,7 @@ def ledger_list(
     console.print(tasks_table(tasks, title=f"Tasks in {reader.url}", wide=wide))
 
 
-@ledger_app.command("show")
+@ledger_app.command("show", cls=PlainCommand)
 def ledger_show(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(help="Task id (a unique prefix is enough).")],
@@ -132,7 +134,7 @@ def _examples_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "examples"
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def demo(
     ledger: LedgerOpt = None,
     examples: Annotated[Path | None, typer.Option(help="Folder of example agents.")] = None,
