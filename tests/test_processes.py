@@ -180,3 +180,42 @@ def test_a_live_runtime_closes_a_dead_peers_holds_instead_of_waiting_on_them(led
     assert stale.status == "unsettled" and stale.note is not None and "process died" in stale.note
     assert dead_task is not None and dead_task.status == "interrupted"
     assert outcome.status.value == "budget_exceeded"
+
+
+CLOSING = textwrap.dedent(
+    """
+    import sys
+    import anyio
+    from paymaster import Agent, Runtime, ScriptedProvider
+
+    class Quick(Agent):
+        name = "quick"
+
+    rt = Runtime(ledger=sys.argv[1], provider=ScriptedProvider())
+
+    async def main():
+        outcome = await rt.run(Quick, "hello")
+        print(outcome.task_id)
+
+    anyio.run(main)
+    # no rt.close(): the closing row was queued without waiting, and must still be written
+    """
+)
+
+
+def test_a_task_closed_just_before_the_process_exits_is_on_the_ledger(ledger_path: Path) -> None:
+    ledger = str(ledger_path)
+    Ledger(ledger).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", CLOSING, ledger], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    task_id = done.stdout.decode().strip()
+    db = Ledger(ledger)
+    try:
+        task = db.task(task_id)
+        assert task is not None and task.status == "succeeded" and task.calls == 1
+        assert task.cost_picos == sum(st.cost_picos or 0 for st in db.steps(task_id)) > 0
+        with db.session() as s:
+            assert s.exec(select(ReservationRecord)).all() == []
+    finally:
+        db.close()

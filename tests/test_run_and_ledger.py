@@ -14,6 +14,7 @@ from paymaster import Agent, Budget, Complexity, ModelRequest, Runtime, Scripted
 from paymaster._money import from_picos
 from paymaster.errors import BadRequestError, ProviderTimeoutError
 from paymaster.executors import RetryPolicy
+from paymaster.ledger import Ledger
 
 pytestmark = pytest.mark.ledgers  # every ledger_path test runs on SQLite and PostgreSQL
 
@@ -192,3 +193,23 @@ def test_the_model_that_served_is_what_is_priced_and_recorded(ledger_path: Path)
         (step,) = rt.ledger.steps(outcome.task_id)
     assert step.model == "gpt-4o-2024-08-06"
     assert outcome.cost_usd == (1000 * Decimal("2.5") + 100 * Decimal(10)) / 10**6  # gpt-4o, not gpt-4o-mini
+
+
+@pytest.mark.anyio
+async def test_a_read_right_after_run_sees_the_task_closed(runtime: Runtime) -> None:
+    # The closing row is queued, not awaited: a read through the same ledger must still see it.
+    outcome = await runtime.run(Triage, "Bug. The page is blank.")
+    task = runtime.ledger.task(outcome.task_id)
+    assert task is not None and task.status == "succeeded" and task.calls == 1
+    assert task.cost_picos == sum(s.cost_picos or 0 for s in runtime.ledger.steps(outcome.task_id))
+
+
+def test_run_sync_writes_the_closing_row_before_it_returns(ledger_path: Path) -> None:
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider()) as rt:
+        outcome = rt.run_sync(Triage, "Bug. The page is blank.")
+        other = Ledger(ledger_path)  # another connection: sees only what is committed
+        try:
+            task = other.task(outcome.task_id)
+            assert task is not None and task.status == "succeeded"
+        finally:
+            other.close()

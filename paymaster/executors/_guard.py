@@ -7,6 +7,7 @@ is made that every account of the task's chain cannot pay for.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
@@ -90,8 +91,17 @@ class BudgetGuard:
         except RuntimeError:
             return  # another event loop: waiters find the room on their next re-check
 
+        here = threading.get_ident()
+
         def done(settled: Pending[list[Alert]]) -> None:
-            loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
+            try:
+                if threading.get_ident() == here:  # committed in place by this loop: no wake-up needed
+                    loop.call_soon(self._settled, reservation.accounts, settled)
+                else:
+                    loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
+            except RuntimeError:  # the loop has ended (its last settlement was written at close): no one waits
+                if settled.exception() is None:
+                    self.ledger.accounts.fire(settled.result())
 
         future.add_done_callback(done)
 

@@ -6,6 +6,7 @@ is two short Core transactions, because it runs once per model call.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -31,6 +32,7 @@ from ._tasks import Totals, insert_task_tx, update_task_tx
 from ._writer import Pending, sqlite_pragmas
 
 T = TypeVar("T")
+_log = logging.getLogger("paymaster.ledger")
 _UNSET = object()
 RECOVERY_INTERVAL_SECONDS = 2.0  # how often a waiting process may look for a dead peer's holds
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
@@ -208,7 +210,8 @@ class Ledger:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A SQLModel session for queries."""
+        """A SQLModel session for queries (it sees every write this thread has queued)."""
+        self.sql.settle()
         with Session(self.engine) as s:
             yield s
 
@@ -388,12 +391,36 @@ class Ledger:
         return future
 
     async def afinish_task(self, task_id: str, totals: Totals, **values: Any) -> None:
-        """Close a task with its status, outcome and totals; returns once that is committed."""
+        """Queue a task's closing row (status, outcome, totals); raises if an earlier write of it was lost.
+
+        The row is not awaited: it shares the next commit (the next call's
+        reservation, or the moment's flush), as a settlement may. A crash before
+        it is written leaves the task open and its holds in place; recovery then
+        closes both at their worst case, so spend is never under-counted.
+        ``flush`` or a read through this ledger waits for it.
+        """
         row = {**values, **totals.as_row(), "finished_at": time.time()}
-        await self.sql.run(lambda tx: update_task_tx(tx, task_id, row))
+        closing = self.sql.submit(lambda tx: update_task_tx(tx, task_id, row))
+
+        def check(done: Pending[None]) -> None:
+            # Nobody awaits the closing row: a failure to write it (or an earlier write still queued
+            # with it) is reported in the log, and recovery closes the task at its worst case.
+            error = done.exception() or self._failures.pop(task_id, None)
+            if error is not None:
+                _log.error("the ledger lost the closing write of task %s: %s", task_id, error)
+
+        closing.add_done_callback(check)
         failure = self._failures.pop(task_id, None)
         if failure is not None:
             raise LedgerError(f"the ledger lost a write of task {task_id}: {failure}") from failure
+
+    async def aflush(self) -> None:
+        """``flush`` for the event loop that queued the writes, without blocking it."""
+        await self.sql.run(lambda tx: None)
+
+    def flush(self) -> None:
+        """Return once the writes this thread queued without waiting (closing rows, settlements) are committed."""
+        self.sql.settle()
 
     async def arecover(self) -> list[str]:
         """``recover`` off the event loop, at most once per interval per process (for waiting calls)."""

@@ -77,6 +77,10 @@ class SqlRunner:
         """Queue ``fn``; the future resolves once its group is committed (``locks``, ``awaited``: see the writer)."""
         return self.writer.submit(fn, may_abort=may_abort, locks=locks, awaited=awaited)
 
+    def settle(self) -> None:
+        """Return once the work this thread queued without waiting is committed (blocks this thread)."""
+        self.writer.settle()
+
     def close(self) -> None:
         """Finish queued work and close the write connection."""
         self.writer.close()

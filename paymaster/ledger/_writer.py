@@ -31,10 +31,12 @@ breaks it and the writer runs the group again.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import re
 import sqlite3
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -89,8 +91,14 @@ class Tx:
 
 def in_list(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
     """An ``IN (...)`` list of named parameters for ``values``, and the parameters."""
-    names = [f"{prefix}{i}" for i in range(len(values))]
-    return "(" + ", ".join(f":{n}" for n in names) + ")", dict(zip(names, values, strict=True))
+    members, names = _in_names(prefix, len(values))
+    return members, dict(zip(names, values, strict=True))
+
+
+@lru_cache(maxsize=256)  # a few prefixes and list lengths recur on every call
+def _in_names(prefix: str, n: int) -> tuple[str, tuple[str, ...]]:
+    names = tuple(f"{prefix}{i}" for i in range(n))
+    return "(" + ", ".join(f":{name}" for name in names) + ")", names
 
 
 def sqlite_pragmas(conn: Any) -> None:
@@ -240,7 +248,8 @@ class Writer:
         self._inline_commits = 0
         self._later: list[_Work] = []
         self._later_thread: int | None = None  # the one thread whose event loop buffers work in _later
-        self._flush_scheduled = False
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop that will flush _later
+        self._last: Pending[Any] | None = None  # the work queued last
         self._active = False
         self._sqlite = sqlite
         self._where = where
@@ -254,6 +263,9 @@ class Writer:
         self._started.wait()
         if self._error is not None:
             raise LedgerError(f"cannot open the ledger {where} for writing: {self._error}") from self._error
+        # Work still buffered when the interpreter exits (a task's closing row, queued without waiting)
+        # is committed then, not dropped with the daemon thread.
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- submitting work -------------------------------------------------------------
 
@@ -280,6 +292,7 @@ class Writer:
         return future
 
     def _submit(self, work: _Work) -> Pending[Any]:
+        self._last = work.future  # groups commit in order: once this is done, so is all queued before it
         if self._inline_conn is not None:
             try:
                 loop = asyncio.get_running_loop()
@@ -290,10 +303,11 @@ class Writer:
                 # the buffer: work from any other thread goes straight to the writer's queue.
                 self._later_thread = threading.get_ident()
                 self._later.append(work)
-                if not self._flush_scheduled:
+                if self._flush_loop is not loop:
                     # A moment's delay groups this with more work (the rest of this task's steps, other
-                    # tasks' calls) into one commit; anything awaited flushes at once.
-                    self._flush_scheduled = True
+                    # tasks' calls) into one commit; anything awaited flushes at once. A flush scheduled
+                    # on a loop that has since ended never runs: this loop schedules its own.
+                    self._flush_loop = loop
                     loop.call_later(FLUSH_DELAY_SECONDS, self.flush)
                 return work.future
         self._enqueue([work])
@@ -325,10 +339,21 @@ class Writer:
 
     def flush(self) -> None:
         """Run what this loop has queued: in place if the database is free, else on the writer thread."""
-        self._flush_scheduled = False
+        self._flush_loop = None
         group, self._later = self._later, []
         if group:
             self._place(group)
+
+    def settle(self) -> None:
+        """Return once the work queued so far is committed (blocks this thread)."""
+        if threading.current_thread() is self._thread:
+            return
+        if self.has_buffered():
+            self.flush()
+        last = self._last
+        if last is None or last.done() or any(w.future is last for w in self._later):
+            return  # nothing in flight, or it waits in another thread's loop, which flushes it
+        last.exception()  # waits; a failure was reported to whoever queued the work
 
     def _place(self, group: list[_Work]) -> None:
         if self._inline_conn is not None and self._inline_lock.acquire(blocking=False):
@@ -429,3 +454,10 @@ class Writer:
             self._queue.append(None)
             self._ready.notify()
         self._thread.join()
+
+
+def _close_at_exit(ref: weakref.ref[Writer]) -> None:
+    writer = ref()
+    if writer is not None:
+        with contextlib.suppress(Exception):  # a ledger already gone: nothing left to write
+            writer.close()

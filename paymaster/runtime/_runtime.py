@@ -7,9 +7,10 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import anyio
 
@@ -34,7 +35,7 @@ from ..executors import (
     aggregate,
     combine,
 )
-from ..ledger import HOST, Alert, Ledger, new_task_id
+from ..ledger import HOST, Alert, Caps, Ledger, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook
 from ..providers._types import Provider
@@ -60,6 +61,16 @@ class _Running:
     usd_capped: bool = False  # some account of its chain caps dollars
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     killed: str | None = None
+
+
+@lru_cache(maxsize=256)  # a Budget is frozen, and most tasks share their agent's: convert each once
+def _budget_record(budget: Budget) -> dict[str, Any]:
+    return budget.model_dump(mode="json", exclude_none=True)  # shared: callers copy before changing it
+
+
+@lru_cache(maxsize=256)
+def _budget_caps(budget: Budget) -> tuple[Caps, Caps]:
+    return budget.caps(), budget.retry_caps()
 
 
 _CURRENT: contextvars.ContextVar[_Running | None] = contextvars.ContextVar("paymaster_task", default=None)
@@ -196,7 +207,7 @@ class Runtime:
         running = self._open(task, parent)
         view = TaskView(
             task_id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
-            tags=dict(task.tags), budget=task.budget.model_dump(mode="json", exclude_none=True),
+            tags=dict(task.tags), budget=dict(_budget_record(task.budget)),
             parent_id=None if parent is None else parent.task.id, started_at=time.time(),
         )
         for observer in self.observers:
@@ -221,7 +232,9 @@ class Runtime:
         token = _CURRENT.set(running)
         self._running[task.id] = running
         try:
-            with running.scope, anyio.move_on_after(task.budget.wall_seconds or float("inf")) as clock:
+            if task.budget.wall_seconds:  # one scope serves the kill switch and the wall-time cap
+                running.scope.deadline = anyio.current_time() + task.budget.wall_seconds
+            with running.scope:
                 if running.max_depth is not None and running.depth > running.max_depth:
                     raise BudgetStop(f"depth cap reached: sub-agents may nest {running.max_depth} deep")
                 plan = await self._plan(task, agent, instance, ctx)
@@ -240,7 +253,7 @@ class Runtime:
                                           plan, outputs)
             if running.killed is not None:
                 status, stop_reason = TaskStatus.KILLED, running.killed
-            elif clock.cancelled_caught:
+            elif running.scope.cancelled_caught:
                 status = TaskStatus.BUDGET_EXCEEDED
                 stop_reason = f"wall_seconds cap reached: the task ran for {task.budget.wall_seconds}s"
         except BudgetStop as stop:
@@ -307,6 +320,7 @@ class Runtime:
                 return await self.run(agent, input, tenant=tenant, tags=tags, budget=budget)
             finally:
                 await self.aclose_providers()
+                await self.ledger.aflush()  # the task's closing row, before the loop ends
 
         return anyio.run(run_and_close)
 
@@ -334,14 +348,15 @@ class Runtime:
     def _open(self, task: Task, parent: _Running | None) -> _Running:
         """Record the task and create its accounts: its own, its retries', and every account above it."""
         chain = self.limits.chain(task.agent, task.tenant, task.tags)
-        own = {f"task:{task.id}": task.budget.caps(), f"task:{task.id}:retries": task.budget.retry_caps()}
+        caps_own, caps_retries = _budget_caps(task.budget)
+        own = {f"task:{task.id}": caps_own, f"task:{task.id}:retries": caps_retries}
         depth = 0 if parent is None else parent.depth + 1
         inherited = () if parent is None else parent.accounts
         caps = [b for b in (task.budget.depth, None if parent is None else parent.max_depth) if b is not None]
         self.ledger.open_task_later(
             {
                 "id": task.id, "agent": task.agent, "agent_version": task.agent_version, "tenant": task.tenant,
-                "tags": task.tags, "budget": task.budget.model_dump(mode="json", exclude_none=True),
+                "tags": task.tags, "budget": _budget_record(task.budget),
                 "input_preview": task.input[:500], "created_at": time.time(), "depth": depth,
                 "parent_id": None if parent is None else parent.task.id, "owner": f"{HOST}:{os.getpid()}",
             },
@@ -416,6 +431,8 @@ class Runtime:
         """Close the ledger and the cache if this runtime opened them."""
         if self._owns_ledger:
             self.ledger.close()
+        else:
+            self.ledger.flush()  # the ledger stays open for its owner; what this runtime queued is written
         if self._owns_cache and self.cache is not None:
             self.cache.close()
 
