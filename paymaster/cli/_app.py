@@ -17,7 +17,7 @@ from ._report import report_command
 from ._tables import LEDGER_HELP, make_console, open_ledger, task_detail, tasks_table, when
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger, TaskRecord
+    from ..ledger import Ledger
 
 # Start-up is part of every command: the SDKs, SQLModel and the runtime are imported inside the
 # commands that need them, so `paymaster --help` and the reading commands start in a fraction of a second.
@@ -60,22 +60,6 @@ def _open(url: str | None, *, must_exist: bool = True) -> Ledger:
         raise typer.Exit(2) from None
 
 
-def _matching_ids(db: Ledger, prefix: str, limit: int = 10) -> list[TaskRecord]:
-    """Tasks whose id starts with ``prefix``, newest first (at most ``limit`` + 1, to tell there are more)."""
-    from sqlmodel import col, select
-
-    from ..ledger import TaskRecord
-
-    with db.session() as s:
-        query = (
-            select(TaskRecord)
-            .where(col(TaskRecord.id).startswith(prefix))
-            .order_by(col(TaskRecord.created_at).desc())
-            .limit(limit + 1)
-        )
-        return list(s.exec(query).all())
-
-
 @ledger_app.callback()
 def ledger_list(
     ctx: typer.Context,
@@ -111,23 +95,26 @@ def ledger_show(
     wide: WideOpt = False,
 ) -> None:
     """Show one task: its plan, every call it made and what each cost."""
-    db = _open(ledger or ctx.obj)
-    task = db.task(task_id)
-    if task is None:
-        matches = _matching_ids(db, task_id)
-        shown = escape(repr(task_id))
-        if len(matches) > 1:
-            count = "more than 10" if len(matches) > 10 else str(len(matches))
-            console.print(f"[red]error:[/red] {shown} is the start of {count} task ids; give more of the id:",
-                          highlight=False)
-            for t in matches[:10]:
-                console.print(f"  {t.id}  {when(t.created_at)} UTC  {t.agent}  {t.tenant}  {t.status}",
-                              markup=False, highlight=False)
-        else:
-            console.print(f"[red]error:[/red] no task {shown} in {db.url}; `paymaster ledger` lists the tasks",
-                          highlight=False)
-        raise typer.Exit(1)
-    console.print(task_detail(task, db.steps(task.id), wide=wide))
+    from ..ledger._tasklist import find_task, task_steps, tasks_starting
+
+    with open_or_exit(ledger or ctx.obj) as reader:
+        task = find_task(reader, task_id)
+        if task is None:
+            matches = tasks_starting(reader, task_id, 11)  # 11: to tell "more than 10"
+            shown = escape(repr(task_id))
+            if len(matches) > 1:
+                count = "more than 10" if len(matches) > 10 else str(len(matches))
+                console.print(f"[red]error:[/red] {shown} is the start of {count} task ids; give more of the id:",
+                              highlight=False)
+                for t in matches[:10]:
+                    console.print(f"  {t.id}  {when(t.created_at)} UTC  {t.agent}  {t.tenant}  {t.status}",
+                                  markup=False, highlight=False)
+            else:
+                console.print(f"[red]error:[/red] no task {shown} in {reader.url}; `paymaster ledger` lists the "
+                              "tasks", highlight=False)
+            raise typer.Exit(1)
+        steps = task_steps(reader, task.id)
+    console.print(task_detail(task, steps, wide=wide))
 
 
 def _examples_dir() -> Path:

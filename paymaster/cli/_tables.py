@@ -17,7 +17,7 @@ from .._money import from_picos
 
 if TYPE_CHECKING:
     from ..ledger import Ledger, StepRecord, TaskRecord
-    from ..ledger._tasklist import TaskRow
+    from ..ledger._tasklist import StepRow, TaskDetail, TaskRow
 
 _STATUS_STYLE = {"succeeded": "green", "budget_exceeded": "yellow", "failed": "red", "running": "cyan"}
 _MICRO = Decimal("0.000001")
@@ -115,7 +115,7 @@ def tasks_table(tasks: Sequence[TaskRecord | TaskRow], title: str = "Tasks", *, 
     return table
 
 
-def _header(task: TaskRecord) -> Table:
+def _header(task: TaskRecord | TaskDetail) -> Table:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold", no_wrap=True)
     head.add_column(overflow="fold")
@@ -156,7 +156,7 @@ def _plan(plan: dict[str, object]) -> list[RenderableType]:
     return [table]
 
 
-def _calls(steps: Sequence[StepRecord], wide: bool) -> tuple[Table, list[Text]]:
+def _calls(steps: Sequence[StepRecord | StepRow], wide: bool) -> tuple[Table, list[Text]]:
     table = compact_table("Calls")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("kind", no_wrap=True)
@@ -188,7 +188,7 @@ def _calls(steps: Sequence[StepRecord], wide: bool) -> tuple[Table, list[Text]]:
     return table, notes
 
 
-def _split(steps: Sequence[StepRecord]) -> Table | None:
+def _split(steps: Sequence[StepRecord | StepRow]) -> Table | None:
     split = tier_split(steps)
     if not split:
         return None
@@ -209,7 +209,9 @@ def _split(steps: Sequence[StepRecord]) -> Table | None:
     return table
 
 
-def task_detail(task: TaskRecord, steps: Sequence[StepRecord], *, wide: bool = False) -> Group:
+def task_detail(
+    task: TaskRecord | TaskDetail, steps: Sequence[StepRecord | StepRow], *, wide: bool = False
+) -> Group:
     """A task's header, its plan (or the invalid reply), every call, and its cost by tier and tools."""
     parts: list[RenderableType] = [_header(task)]
     if task.plan:
@@ -223,7 +225,7 @@ def task_detail(task: TaskRecord, steps: Sequence[StepRecord], *, wide: bool = F
     return Group(*parts)
 
 
-def tier_split(steps: Sequence[StepRecord]) -> dict[str, tuple[int, int, int]]:
+def tier_split(steps: Sequence[StepRecord | StepRow]) -> dict[str, tuple[int, int, int]]:
     """Per tier: model calls made, tokens and pico-dollars spent (refused calls and tool calls excluded)."""
     split: dict[str, tuple[int, int, int]] = {}
     for s in steps:

@@ -1,10 +1,11 @@
-"""The task list without SQLModel: what ``paymaster ledger`` shows and exports."""
+"""The task list and one task's calls without SQLModel: what ``paymaster ledger`` (and ``show``) shows and exports."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .._money import from_picos, plain_usd
@@ -53,11 +54,89 @@ def recent_tasks(
         f"tasks.saved_picos FROM tasks WHERE {cond} ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
         params,
     )
-    return [
-        TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8],
-                None if r[9] is None else bool(r[9]), *(int(v or 0) for v in r[10:]))
-        for r in rows
-    ]
+    return [_task_row(r) for r in rows]
+
+
+def _task_row(r: Sequence[Any]) -> TaskRow:
+    """A TaskRow from the first 18 columns of the task list's SELECT."""
+    return TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {}, r[7], r[8],
+                   None if r[9] is None else bool(r[9]), *(int(v or 0) for v in r[10:18]))
+
+
+@dataclass(frozen=True)
+class TaskDetail(TaskRow):
+    """A task's listing columns and its budget and plan: what ``paymaster ledger show`` heads its calls with."""
+
+    budget: dict[str, object]
+    plan: dict[str, object] | None
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One call of a task as ``paymaster ledger show`` lists it."""
+
+    subtask_id: str | None
+    kind: str
+    status: str
+    provider: str | None
+    model: str | None
+    tier: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cost_picos: int | None
+    reserved_picos: int
+    latency_ms: float
+    attempt: int
+    error: str | None
+    note: str | None
+
+
+def _json(reader: Reader, column: str) -> str:
+    # PostgreSQL's json columns come back as text through a cast, as SQLite keeps them.
+    return f"tasks.{column}" if reader.dialect == "sqlite" else f"CAST(tasks.{column} AS TEXT)"
+
+
+def _detail_rows(reader: Reader, cond: str, params: dict[str, Any], limit: int) -> list[TaskDetail]:
+    rows = reader.rows(
+        "SELECT tasks.id, tasks.created_at, tasks.finished_at, tasks.agent, tasks.agent_version, tasks.tenant, "
+        f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
+        "tasks.output_tokens, tasks.cache_hits, tasks.unpriced_calls, tasks.cost_picos, tasks.baseline_picos, "
+        f"tasks.saved_picos, {_json(reader, 'budget')}, {_json(reader, 'plan')} FROM tasks WHERE {cond} "
+        f"ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
+        params,
+    )
+    details = []
+    for r in rows:
+        listed = _task_row(r)
+        details.append(TaskDetail(**{f.name: getattr(listed, f.name) for f in fields(TaskRow)},
+                                  budget=json.loads(r[18]) if r[18] else {},
+                                  plan=json.loads(r[19]) if r[19] else None))
+    return details
+
+
+def find_task(reader: Reader, task_id: str) -> TaskDetail | None:
+    """One task by id, or by a prefix of its id that no other task's id starts with (as ``Ledger.task``)."""
+    found = _detail_rows(reader, "tasks.id = :id", {"id": task_id}, 1)
+    if not found:
+        found = tasks_starting(reader, task_id, 2)
+    return found[0] if len(found) == 1 else None
+
+
+def tasks_starting(reader: Reader, prefix: str, limit: int) -> list[TaskDetail]:
+    """Tasks whose id starts with ``prefix``, newest first, at most ``limit``."""
+    # LIKE without escaping, as SQLAlchemy's startswith() wrote it for Ledger.task: the same ids match.
+    return _detail_rows(reader, "tasks.id LIKE :pattern", {"pattern": prefix + "%"}, limit)
+
+
+def task_steps(reader: Reader, task_id: str) -> list[StepRow]:
+    """Every step of a task, in the order they were recorded."""
+    rows = reader.rows(
+        "SELECT subtask_id, kind, status, provider, model, tier, input_tokens, output_tokens, cache_read_tokens, "
+        "cost_picos, reserved_picos, latency_ms, attempt, error, note FROM steps WHERE task_id = :id ORDER BY id",
+        {"id": task_id},
+    )
+    return [StepRow(*r) for r in rows]
 
 
 def task_rows(
