@@ -48,7 +48,7 @@ RANDOM_WORKER = textwrap.dedent(
         usage = Usage(input_tokens=rng.randint(10, 3000), output_tokens=rng.randint(1, request.max_tokens or 500))
         return ModelResponse(text="done", usage=usage, model=request.model)
 
-    ledger = Ledger(url, heartbeat_seconds=float(sys.argv[5]))
+    ledger = Ledger(url, heartbeat_seconds=float(sys.argv[5]), leases=sys.argv[6] == "leases")
     limits = [Limit("tenant:acme", day=Budget(usd=cap))]
     retry = RetryPolicy(max_attempts=2, initial_wait=0)
     with Runtime(ledger=ledger, provider=ScriptedProvider(reply), limits=limits, retry=retry, budget_wait=2) as rt:
@@ -79,7 +79,7 @@ ELSEWHERE = textwrap.dedent(
     url, stall = sys.argv[1], float(sys.argv[3])
     provider = ScriptedProvider(["first answer", lambda request: time.sleep(stall) or "late answer"],
                                 usage=Usage(input_tokens=1000, output_tokens=300))
-    ledger = Ledger(url, heartbeat_seconds=float(sys.argv[2]))
+    ledger = Ledger(url, heartbeat_seconds=float(sys.argv[2]), leases=sys.argv[4] == "leases")
     with Runtime(ledger=ledger, provider=provider, planner=Steps(),
                  limits=[Limit("tenant:acme", day=Budget(usd="1"))]) as rt:
         rt.run_sync(Worker, "job", tenant="acme", budget=Budget(usd="1"))
@@ -118,11 +118,12 @@ def _all_steps(db: Ledger) -> list[StepRecord]:
         return list(s.exec(select(StepRecord)).all())
 
 
-def test_four_workers_with_random_work_and_faults_never_pass_the_tenant_cap(ledger_path: Path) -> None:
+@pytest.mark.parametrize("holds", ["rows", "leases"])
+def test_four_workers_with_random_work_and_faults_never_pass_the_tenant_cap(ledger_path: Path, holds: str) -> None:
     url = str(ledger_path)
     Ledger(url).close()
     cap = "0.5"
-    procs = [_spawn(RANDOM_WORKER, url, cap, "25", str(seed), HEARTBEAT) for seed in range(4)]
+    procs = [_spawn(RANDOM_WORKER, url, cap, "25", str(seed), HEARTBEAT, holds) for seed in range(4)]
     time.sleep(1.0)
     os.kill(procs[3].pid, signal.SIGKILL)  # one worker dies wherever it is, maybe mid-call
     for p in procs:
@@ -145,7 +146,7 @@ def test_a_worker_killed_on_another_host_is_closed_by_a_live_worker_once_its_hea
 ) -> None:
     url = str(ledger_path)
     live = Ledger(url, heartbeat_seconds=float(HEARTBEAT))  # a live worker: its heartbeat thread does the closing
-    proc = _spawn(ELSEWHERE, url, HEARTBEAT, "600")
+    proc = _spawn(ELSEWHERE, url, HEARTBEAT, "600", "rows")
     try:
         _wait_for(live, lambda: any(r.subtask_id == "b" for r in _held(live)), "the worker's second call")
         (hold,) = _held(live)
@@ -172,7 +173,7 @@ def test_a_worker_killed_on_another_host_is_closed_by_a_live_worker_once_its_hea
 def test_a_paused_worker_comes_back_to_find_its_hold_closed_and_its_task_interrupted(ledger_path: Path) -> None:
     url = str(ledger_path)
     live = Ledger(url, heartbeat_seconds=float(HEARTBEAT))
-    proc = _spawn(ELSEWHERE, url, HEARTBEAT, "3")  # its second call takes 3 s; it is paused during it
+    proc = _spawn(ELSEWHERE, url, HEARTBEAT, "3", "rows")  # its second call takes 3 s; it is paused during it
     try:
         _wait_for(live, lambda: any(r.subtask_id == "b" for r in _held(live)), "the worker's second call")
         (hold,) = _held(live)
@@ -218,3 +219,40 @@ def test_a_live_workers_holds_and_tasks_are_left_alone(ledger_path: Path) -> Non
         second.close()
     assert account is not None and account.reserved_picos == 5
     assert task.status == "running" and task.owner == first.worker_id
+
+
+def _leases(db: Ledger) -> list[tuple[str, str, int]]:
+    return db.sql.call(lambda tx: [(str(r[0]), str(r[1]), int(r[2])) for r in tx.execute(
+        "SELECT id, account, size_picos FROM leases WHERE size_picos IS NOT NULL").fetchall()])
+
+
+def test_a_leasing_worker_killed_mid_call_has_its_leases_closed_at_their_worst_case(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    live = Ledger(url, heartbeat_seconds=float(HEARTBEAT))
+    proc = _spawn(ELSEWHERE, url, HEARTBEAT, "600", "leases")
+    try:
+        _wait_for(live, lambda: any(r.subtask_id == "b" for r in _held(live)), "the worker's second call")
+        (hold,) = _held(live)
+        (lease,) = _leases(live)  # the tenant's day account is capped: its slice is held on the account
+        assert lease[1].startswith("tenant:acme:day:") and hold.leases is not None
+        held_day = _tenant_day(live)
+        assert held_day.reserved_picos == lease[2]  # the shared row holds the slice, not each call
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        _wait_for(live, lambda: not _held(live) and not _leases(live), "a live worker to close the dead worker's lease")
+        (task,) = live.tasks()
+        steps = live.steps(task.id)
+        lease_rows = [st for st in _all_steps(live) if st.kind == "lease"]
+        day = _tenant_day(live)
+    finally:
+        live.close()
+    ok, stale = steps
+    assert (ok.subtask_id, ok.status) == ("a", "ok")
+    assert (stale.subtask_id, stale.status, stale.cost_picos) == ("b", "unsettled", hold.picos)
+    billed = (ok.cost_picos or 0) + hold.picos  # the most the provider can have billed for both calls
+    # The whole slice counts as spent; a row of its own carries what no call's row covers.
+    (rest,) = lease_rows
+    assert rest.status == "unsettled" and "another-host" in (rest.note or "")
+    assert day.reserved_picos == 0 and day.spent_picos == lease[2] >= billed
+    assert day.spent_picos == (ok.cost_picos or 0) + hold.picos + (rest.cost_picos or 0)
+    assert task.status == "interrupted"

@@ -21,6 +21,8 @@ from typing import Any
 from pydantic_core import PydanticUndefined
 
 from ..errors import LedgerError
+from ._leases import LeaseBook, forget_hold, leasable, return_tx, take_tx
+from ._leases import settle_tx as settle_leases_tx
 from ._sql import SqlRunner, Tx
 from ._tables import StepRecord
 from ._writer import Pending, in_list
@@ -57,6 +59,13 @@ class Reservation:
     id: str
     accounts: tuple[str, ...]
     held: Charge
+    direct: tuple[str, ...] | None = None  # the accounts whose rows hold it (None: all); the rest via leases
+    leases: tuple[str, ...] = ()  # the leases (of this worker) that hold it on shared accounts
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """The accounts whose own rows this reservation changes (the ones to lock)."""
+        return self.accounts if self.direct is None else self.direct
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +127,9 @@ _INSERT_STEP = (
 )
 _INSERT_RESERVATION = (
     "INSERT INTO reservations (id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id,"
-    " provider, model, tier, host, pid, created_at, expires_at, owner) VALUES (:id, :task_id, :accounts, :picos,"
-    " :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model, :tier, :host, :pid, :created_at,"
-    " :expires_at, :owner)"
+    " provider, model, tier, host, pid, created_at, expires_at, owner, leases) VALUES (:id, :task_id, :accounts,"
+    " :picos, :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model, :tier, :host, :pid, :created_at,"
+    " :expires_at, :owner, :leases)"
 )
 
 
@@ -157,22 +166,41 @@ def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
         )
 
 
-def reserve_tx(tx: Tx, ids: Sequence[str], held: Charge, where: Mapping[str, Any]) -> Reservation | Refusal:
-    """Hold ``held`` on every account of ``ids`` (sorted) or, refusing, on none."""
-    members, params = in_list("a", ids)
-    updated = tx.execute(
-        f"UPDATE accounts SET {_SET_HOLD} WHERE id IN {members} AND killed = 0 AND {_FITS}",
-        {**params, **_charge_params(held)},
-    ).rowcount
-    if updated != len(ids):
-        tx.abort()
-        return _why_refused(tx, ids, held)
-    tx.execute(_INSERT_RESERVATION, {**where, "accounts": "\n".join(ids), **_charge_params(held)})
-    return Reservation(str(where["id"]), tuple(ids), held)
+def reserve_tx(
+    tx: Tx, ids: Sequence[str], held: Charge, where: Mapping[str, Any], book: LeaseBook | None = None
+) -> Reservation | Refusal:
+    """Hold ``held`` on every account of ``ids`` (sorted) or, refusing, on none.
+
+    With a lease book, shared accounts are held on this worker's leases of them
+    (taken as needed) and only the task's own accounts on their rows.
+    """
+    direct = list(ids) if book is None else [a for a in ids if not leasable(a)]
+    if direct:
+        members, params = in_list("a", direct)
+        updated = tx.execute(
+            f"UPDATE accounts SET {_SET_HOLD} WHERE id IN {members} AND killed = 0 AND {_FITS}",
+            {**params, **_charge_params(held)},
+        ).rowcount
+        if updated != len(direct):
+            tx.abort()
+            return _why_refused(tx, direct, held)
+    leases: tuple[str, ...] = ()
+    if book is not None:
+        need = (held.picos, held.tokens, held.calls, held.tool_calls)
+        taken = take_tx(tx, book, [a for a in ids if leasable(a)], need, where.get("owner"))
+        if not isinstance(taken, list):
+            return taken  # type: ignore[no-any-return]
+        leases = tuple(lease.id for lease in taken)
+    tx.execute(_INSERT_RESERVATION, {**where, "accounts": "\n".join(direct), "leases": "\n".join(leases) or None,
+                                     **_charge_params(held)})
+    if book is None:
+        return Reservation(str(where["id"]), tuple(ids), held)
+    return Reservation(str(where["id"]), tuple(ids), held, direct=tuple(direct), leases=leases)
 
 
 def settle_tx(
-    tx: Tx, reservation: Reservation, spent: Charge, step: Mapping[str, Any], thresholds: Sequence[float]
+    tx: Tx, reservation: Reservation, spent: Charge, step: Mapping[str, Any], thresholds: Sequence[float],
+    book: LeaseBook | None = None,
 ) -> list[Alert]:
     """Move a reservation to ``spent`` and write its step row; returns the alerts that fired."""
     gone = tx.execute("DELETE FROM reservations WHERE id = :id", {"id": reservation.id}).rowcount
@@ -181,17 +209,30 @@ def settle_tx(
         # already; charging again would count the call twice.
         late = "settled after recovery had closed it at its worst case; not charged again"
         insert_step(tx, {**step, "note": late, "cost_picos": 0})
+        if book is not None:  # recovery counted its hold on this worker's leases as used: so does memory
+            forget_hold(tx, book, reservation.leases, _dims(reservation.held))
         return []
-    rows = move(tx, reservation.accounts, reservation.held, spent)
+    rows = list(move(tx, reservation.rows, reservation.held, spent)) if reservation.rows else []
+    alerts = _alerts(tx, rows, spent, thresholds) if thresholds else []
+    if reservation.leases and book is not None:
+        held, used = reservation.held, spent
+        returned = settle_leases_tx(tx, book, reservation.leases, _dims(held), _dims(used))
+        for lease_row, lease_used in returned:
+            alerts += _alerts(tx, [lease_row], lease_used, thresholds) if thresholds else []
     insert_step(tx, step)
-    return _alerts(tx, rows, spent, thresholds) if thresholds else []
+    return alerts
+
+
+def _dims(c: Charge) -> tuple[int, int, int, int]:
+    return (c.picos, c.tokens, c.calls, c.tool_calls)
 
 
 class Accounts:
     """The per-call path over the ``accounts`` and ``reservations`` tables, run on the ledger's writer."""
 
-    def __init__(self, sql: SqlRunner, alert_thresholds: Sequence[float] = (0.8,)) -> None:
+    def __init__(self, sql: SqlRunner, alert_thresholds: Sequence[float] = (0.8,), leases: bool = False) -> None:
         self._sql = sql
+        self.leases = LeaseBook() if leases else None  # this worker's leases of shared accounts (see _leases)
         self.owner: str | None = None  # the worker id that reservations made here name (set by the Ledger)
         self.alert_thresholds = tuple(sorted(alert_thresholds))
         self.listeners: list[Callable[[Alert], None]] = []
@@ -226,6 +267,8 @@ class Accounts:
             tx.execute(f"UPDATE accounts SET killed = :k WHERE id IN {members}", {"k": 1 if killed else 0, **params})
 
         self._sql.call(work, locks=ids)
+        if self.leases is not None:
+            self.leases.expire(ids)  # this worker's next call there takes a new lease, which reads the flag
 
     # -- reserve and settle -----------------------------------------------------
 
@@ -254,7 +297,9 @@ class Accounts:
         """Hold ``held`` on every account at once, or on none."""
         ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids)
+        book = self.leases
+        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where, book), may_abort=True,
+                              locks=self._locks(ids))
 
     def reserve_later(
         self,
@@ -272,19 +317,34 @@ class Accounts:
         """Queue a reservation for a caller that waits for it; resolves once committed (or refused)."""
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where), may_abort=True, locks=ids, awaited=True)
+        book = self.leases
+        return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where, book), may_abort=True,
+                                locks=self._locks(ids), awaited=True)
+
+    def _locks(self, ids: Sequence[str]) -> list[str]:
+        """The account rows a reservation writes: all of them, or with leases only the task's own."""
+        return list(ids) if self.leases is None else [a for a in ids if not leasable(a)]
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
-        row, thresholds = dict(step), self.alert_thresholds
-        self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds),
-                                 locks=reservation.accounts))
+        row, thresholds, book = dict(step), self.alert_thresholds, self.leases
+        self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds, book),
+                                 locks=reservation.rows))
 
     def settle_later(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> Pending[list[Alert]]:
         """Queue a settlement; the future gives the alerts it fired once it is committed."""
-        row, thresholds = dict(step), self.alert_thresholds
-        return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds),
-                                locks=reservation.accounts)
+        row, thresholds, book = dict(step), self.alert_thresholds, self.leases
+        return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds, book),
+                                locks=reservation.rows)
+
+    def return_leases(self, *, due_only: bool = True) -> None:
+        """Give back this worker's idle leases (those past their time, or all of them) to their accounts."""
+        book = self.leases
+        if book is None:
+            return
+        leases = book.due() if due_only else book.due(now=float("inf"))
+        if leases:
+            self._sql.call(lambda tx: [return_tx(tx, book, lease) for lease in leases])
 
     # -- recovery -----------------------------------------------------------------
 

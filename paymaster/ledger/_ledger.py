@@ -23,6 +23,7 @@ from sqlmodel import Session, SQLModel, col
 
 from ..errors import ConfigurationError, LedgerError
 from ._accounts import Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step
+from ._leases import LEASE_SECONDS
 from ._liveness import HEARTBEAT_SECONDS, beat_tx, leave_tx, new_worker_id, register_tx
 from ._paths import check_ledger_path
 from ._reader import ledger_url, shown_url
@@ -69,6 +70,12 @@ class Ledger:
     off the event loop). Once it has expired, any other worker sharing the
     database closes its open calls at their worst case and its tasks as
     ``interrupted`` (see ``_liveness``).
+
+    ``leases=True``: calls hold their worst case on slices (leases) of the
+    shared accounts that this worker takes and returns, instead of on the shared
+    rows themselves: many workers on one busy account then rarely write its row
+    (see ``_leases``). A kill switch or a cap change reaches a leasing worker
+    within ``LEASE_SECONDS``.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Ledger:
         echo: bool = False,
         create_schema: bool = True,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        leases: bool = False,
     ) -> None:
         full = resolve_url(url)
         self.url = shown_url(full)  # for messages and reports: never the password
@@ -109,7 +117,7 @@ class Ledger:
         if not heartbeat_seconds > 0:
             raise ConfigurationError(f"heartbeat_seconds must be > 0, got {heartbeat_seconds}")
         self.sql = SqlRunner(self.engine)
-        self.accounts = Accounts(self.sql)
+        self.accounts = Accounts(self.sql, leases=leases)
         self._ensured: dict[str, object] = {}
         self._failures: dict[str, BaseException] = {}
         self._next_recovery = 0.0
@@ -122,8 +130,17 @@ class Ledger:
 
     def _beat(self) -> None:
         """Refresh this worker's heartbeat; close dead workers' holds when there are any (a thread)."""
-        while not self._stopping.wait(self.heartbeat_seconds / 3):
+        next_beat = time.monotonic() + self.heartbeat_seconds / 3
+        tick = self.heartbeat_seconds / 3
+        if self.accounts.leases is not None:
+            tick = min(tick, LEASE_SECONDS)
+        while not self._stopping.wait(tick):
             try:
+                # Idle leases past their time go back to their accounts, for other workers to use.
+                self.accounts.return_leases()
+                if time.monotonic() < next_beat:
+                    continue
+                next_beat = time.monotonic() + self.heartbeat_seconds / 3
                 alive, others_expired = self.sql.call(
                     partial(beat_tx, worker=self.worker_id, now=time.time(), expiry=self.heartbeat_seconds), alone=True
                 )
@@ -131,6 +148,8 @@ class Ledger:
                     worker = new_worker_id()
                     self.sql.call(partial(register_tx, worker=worker, now=time.time(), expiry=self.heartbeat_seconds))
                     self.worker_id = self.accounts.owner = worker
+                    if self.accounts.leases is not None:
+                        self.accounts.leases.clear()  # closed at their worst case by whoever declared it dead
                 if others_expired:
                     self.accounts.recover()
             except LedgerError:
@@ -195,6 +214,9 @@ class Ledger:
         """Stop beating, leave the workers table, release the database connections."""
         self._stopping.set()
         self._beats.join()
+        with suppress(LedgerError):  # an unreachable database: recovery closes them once the heartbeat expires
+            self.sql.settle()  # settlements still queued: then every lease is idle, and goes back
+            self.accounts.return_leases(due_only=False)
         with suppress(LedgerError):  # an unreachable database: the row simply expires
             self.sql.call(partial(leave_tx, worker=self.worker_id))
         self.sql.close()

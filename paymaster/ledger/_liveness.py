@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._accounts import HOST, Charge, insert_step, move, pid_alive
+from ._leases import close_hold_tx, lease_accounts_tx, recover_leases_tx
 from ._sql import Tx, in_list
 from ._tables import TASK_STATUSES_OPEN
 from ._writer import lock_accounts
@@ -110,18 +111,20 @@ def recover_tx(tx: Tx, now: float, me: str | None) -> list[str]:
     workers = {str(r[0]): float(r[1]) for r in tx.execute("SELECT id, expires_at FROM workers").fetchall()}
     rows = tx.execute(
         "SELECT id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id, provider,"
-        " model, tier, host, pid, expires_at, owner FROM reservations"
+        " model, tier, host, pid, expires_at, owner, leases FROM reservations"
     ).fetchall()
+    lease_owners = [str(r[0]) for r in tx.execute("SELECT DISTINCT owner FROM leases").fetchall()]
     members, params = in_list("s", TASK_STATUSES_OPEN)
     open_tasks = tx.execute(f"SELECT id, owner FROM tasks WHERE status IN {members}", params).fetchall()
     owners = {str(r[15]) if r[15] is not None else f"{r[12]}:{r[13]}" for r in rows}
-    owners |= {str(t[1]) for t in open_tasks if t[1]}
+    owners |= {str(t[1]) for t in open_tasks if t[1]} | set(lease_owners)
     dead = {o: why for o in owners if (why := _why_dead(o, me, workers, now)) is not None}
     stale = [(r, dead.get(_owner(r)) or "it outlived its time limit") for r in rows
              if _owner(r) in dead or r[14] < now]
     orphans = [(str(t[0]), str(t[1])) for t in open_tasks if t[1] and str(t[1]) in dead]
-    lock_accounts(tx, [a for r, _ in stale for a in r[2].split("\n")]
-                  + [a for t, _ in orphans for a in (f"task:{t}", f"task:{t}:retries")])
+    lock_accounts(tx, [a for r, _ in stale for a in r[2].split("\n") if a]
+                  + [a for t, _ in orphans for a in (f"task:{t}", f"task:{t}:retries")]
+                  + lease_accounts_tx(tx, [o for o in dead if o in lease_owners]))
     back = _claim(tx, sorted(o for o in dead if o in workers), workers, now)
     tasks: list[str] = []
     for r, why in sorted(stale, key=lambda s: str(s[0][0])):
@@ -130,7 +133,10 @@ def recover_tx(tx: Tx, now: float, me: str | None) -> list[str]:
         if tx.execute("DELETE FROM reservations WHERE id = :id", {"id": r[0]}).rowcount != 1:
             continue  # settled meanwhile, or another worker closed it first
         held = Charge(picos=r[3], tokens=r[4], calls=r[5], tool_calls=r[6])
-        move(tx, r[2].split("\n"), held, held)
+        if r[2]:
+            move(tx, r[2].split("\n"), held, held)
+        if r[16]:  # held on leases of shared accounts: the worst case counts as used on them
+            close_hold_tx(tx, r[16].split("\n"), (held.picos, held.tokens, held.calls, held.tool_calls))
         insert_step(tx, {
             "task_id": r[1], "subtask_id": r[8], "kind": r[7], "status": "unsettled", "provider": r[9],
             "model": r[10], "tier": r[11], "cost_picos": held.picos, "reserved_picos": held.picos,
@@ -138,6 +144,7 @@ def recover_tx(tx: Tx, now: float, me: str | None) -> list[str]:
             "note": f"reservation closed at its worst case because {why}; the provider may have billed the call",
         })
         tasks.append(str(r[1]))
+    recover_leases_tx(tx, {o: why for o, why in dead.items() if o in lease_owners and o not in back})
     for task_id, owner in sorted(orphans):
         if owner not in back and _interrupt(tx, task_id, dead[owner], now):
             tasks.append(task_id)

@@ -122,6 +122,44 @@ class ReservationRecord(SQLModel, table=True):
     created_at: float
     expires_at: float = Field(index=True)
     owner: str | None = None  # the id of the worker (a Ledger) holding it; see WorkerRecord
+    leases: str | None = None  # newline-separated ids of the leases it holds on shared accounts (LeaseRecord)
+
+
+def _amount() -> Any:
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
+def _size() -> Any:
+    return Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class LeaseRecord(SQLModel, table=True):
+    """A slice of a shared account that one worker reserves against in memory (see ``_leases``).
+
+    ``size_*`` is held on the account (None: that dimension has no cap, nothing
+    is held); ``held_*`` is what the worker's calls in flight hold on the slice,
+    ``used_*`` what they spent. The account's ``spent`` takes ``used`` when the
+    lease is returned; a lease whose worker died is closed at its worst case.
+    """
+
+    __tablename__ = "leases"
+
+    id: str = Field(primary_key=True)
+    account: str
+    owner: str
+    size_picos: int | None = _size()
+    size_tokens: int | None = _size()
+    size_calls: int | None = _size()
+    size_tool_calls: int | None = _size()
+    held_picos: int = _amount()
+    held_tokens: int = _amount()
+    held_calls: int = _amount()
+    held_tool_calls: int = _amount()
+    used_picos: int = _amount()
+    used_tokens: int = _amount()
+    used_calls: int = _amount()
+    used_tool_calls: int = _amount()
+    created_at: float
 
 
 class WorkerRecord(SQLModel, table=True):

@@ -77,6 +77,11 @@ class Tx:
         self._pyformat = pyformat
         self.sqlite = not pyformat  # SQLite serialises writers itself; a server needs row locks
         self.aborted = False
+        self.undo: list[Callable[[], None]] = []
+
+    def on_undo(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` if this unit's statements are rolled back (to undo in-memory state it changed)."""
+        self.undo.append(fn)
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
         """Run one statement with ``:name`` parameters."""
@@ -193,39 +198,57 @@ def _attempt(
     if sqlite and not begun:
         cur.execute("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock on upgrade
     tx = Tx(cur, pyformat=not sqlite)
-    lock_accounts(tx, [a for work in group for a in work.locks])
-    for work in group:
-        savepoint = every_unit or work.own_savepoint
-        if savepoint:
-            cur.execute("SAVEPOINT unit")
-        tx.aborted = False
-        try:
-            value = work.fn(tx)
-        except BaseException as exc:
-            if not sqlite and _retryable(exc):
-                raise  # the whole transaction is lost: the caller runs the group again
-            if not savepoint:
-                if sqlite:
-                    cur.execute("ROLLBACK")
-                else:
-                    conn.rollback()
-                return None
-            cur.execute("ROLLBACK TO SAVEPOINT unit")
-            cur.execute("RELEASE SAVEPOINT unit")
-            results.append((work, None, exc))
-            continue
-        if tx.aborted:
-            if not savepoint:
-                raise LedgerError("a unit of ledger work aborted without a savepoint of its own")
-            cur.execute("ROLLBACK TO SAVEPOINT unit")
-        if savepoint:
-            cur.execute("RELEASE SAVEPOINT unit")
-        results.append((work, value, None))
-    if sqlite:
-        cur.execute("COMMIT")
-    else:
-        conn.commit()
+    undo: list[Callable[[], None]] = []  # in-memory changes of the units kept so far
+    try:
+        lock_accounts(tx, [a for work in group for a in work.locks])
+        for work in group:
+            savepoint = every_unit or work.own_savepoint
+            if savepoint:
+                cur.execute("SAVEPOINT unit")
+            tx.aborted = False
+            tx.undo = []
+            try:
+                value = work.fn(tx)
+            except BaseException as exc:
+                _run_undo(tx.undo)
+                if not sqlite and _retryable(exc):
+                    raise  # the whole transaction is lost: the caller runs the group again
+                if not savepoint:
+                    if sqlite:
+                        cur.execute("ROLLBACK")
+                    else:
+                        conn.rollback()
+                    _run_undo(undo)
+                    return None
+                cur.execute("ROLLBACK TO SAVEPOINT unit")
+                cur.execute("RELEASE SAVEPOINT unit")
+                results.append((work, None, exc))
+                continue
+            if tx.aborted:
+                if not savepoint:
+                    _run_undo(tx.undo)
+                    raise LedgerError("a unit of ledger work aborted without a savepoint of its own")
+                cur.execute("ROLLBACK TO SAVEPOINT unit")
+                _run_undo(tx.undo)
+            else:
+                undo.extend(tx.undo)
+            if savepoint:
+                cur.execute("RELEASE SAVEPOINT unit")
+            results.append((work, value, None))
+        if sqlite:
+            cur.execute("COMMIT")
+        else:
+            conn.commit()
+    except BaseException:
+        _run_undo(undo)  # the transaction is lost: so are the in-memory changes of its units
+        raise
     return results
+
+
+def _run_undo(undo: list[Callable[[], None]]) -> None:
+    for fn in reversed(undo):
+        fn()
+    undo.clear()
 
 
 def lock_accounts(tx: Tx, accounts: Sequence[str]) -> None:

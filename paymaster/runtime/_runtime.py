@@ -89,7 +89,9 @@ class Runtime:
     mode). ``limits`` are day/month budgets per agent, tenant or tag, shared by
     every process using the same ledger. A call that does not fit only because
     calls in flight hold their worst case waits up to ``budget_wait`` seconds
-    for them to settle before the agent's cap policy applies.
+    for them to settle before the agent's cap policy applies. ``leases=True``
+    holds calls on leases of the shared accounts (see ``Ledger``), for fleets
+    of workers on one busy budget.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class Runtime:
         retry: RetryPolicy | None = None,
         budget_wait: float = 30.0,
         observers: Iterable[Observer] = (),
+        leases: bool = False,
     ) -> None:
         settings = Settings.resolve(
             config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
@@ -121,7 +124,9 @@ class Runtime:
         thresholds = tuple(alert_thresholds)
         if any(not 0 < t <= 1 for t in thresholds):
             raise ConfigurationError(f"alert_thresholds are fractions of a cap in (0, 1], got {thresholds}")
-        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        if isinstance(ledger, Ledger) and leases and ledger.accounts.leases is None:
+            raise ConfigurationError("leases=True needs the ledger opened with them: Ledger(url, leases=True)")
+        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger, leases=leases)
         self._owns_ledger = not isinstance(ledger, Ledger)
         self.ledger.accounts.alert_thresholds = tuple(sorted(thresholds))
         if on_alert is not None:

@@ -1,0 +1,107 @@
+"""Budget leases: calls hold their worst case on a worker's slice of a shared account, not on its row."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import anyio
+import pytest
+from sqlmodel import select
+
+from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider, TaskStatus, Usage
+from paymaster._money import to_picos
+from paymaster.errors import ConfigurationError
+from paymaster.ledger import AccountRecord, Ledger
+from paymaster.ledger._leases import LEASE_SECONDS
+
+pytestmark = pytest.mark.ledgers  # every test runs on a SQLite file and on PostgreSQL
+
+USAGE = Usage(input_tokens=200, output_tokens=50)
+
+
+class Job(Agent):
+    name = "job"
+
+
+def _run_many(rt: Runtime, n: int) -> list[TaskStatus]:
+    async def main() -> list[TaskStatus]:
+        done: list[TaskStatus] = []
+
+        async def one(i: int) -> None:
+            done.append((await rt.run(Job, f"job {i}", tenant="acme")).status)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        return done
+
+    return anyio.run(main)
+
+
+def _account_and_steps(url: str) -> tuple[int, int, int, int, int]:
+    db = Ledger(url)
+    try:
+        with db.session() as s:
+            day = next(a for a in s.exec(select(AccountRecord)).all() if a.id.startswith("tenant:acme:day:"))
+        spent = db.sql.call(lambda tx: tx.execute("SELECT COALESCE(SUM(cost_picos), 0) FROM steps").fetchall())[0][0]
+        hold = db.sql.call(lambda tx: tx.execute("SELECT MAX(reserved_picos) FROM steps").fetchall())[0][0]
+        leases = db.sql.call(lambda tx: tx.execute("SELECT COUNT(*) FROM leases").fetchall())[0][0]
+        return day.spent_picos, day.reserved_picos, int(spent), int(leases), int(hold or 0)
+    finally:
+        db.close()
+
+
+def test_a_roomy_shared_account_is_written_once_per_many_calls(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    limits = [Limit("tenant:acme", day=Budget(usd="100"))]
+    with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True) as rt:
+        statuses = _run_many(rt, 300)
+        book = rt.ledger.accounts.leases
+        assert book is not None
+        writes = dict(book.writes)
+    assert statuses.count(TaskStatus.SUCCEEDED) == 300
+    spent, reserved, steps, leases, _ = _account_and_steps(url)
+    # Each shared account of the chain (agent, tenant, the tenant's day) is written when a lease of it is
+    # taken or returned: well under once per ten calls.
+    assert len(writes) == 3 and all(0 < n / 300 <= 0.1 for n in writes.values()), writes
+    # Closing returned every lease: the account holds nothing and has spent exactly what the rows say.
+    assert (reserved, leases) == (0, 0) and spent == steps > 0
+
+
+def test_near_the_cap_leases_shrink_and_spend_stops_within_one_call_of_it(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    cap = Decimal("0.02")
+    limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))]
+    with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True,
+                 budget_wait=2) as rt:
+        statuses = _run_many(rt, 150)
+    spent, reserved, steps, leases, hold = _account_and_steps(url)
+    assert spent == steps <= to_picos(cap) and (reserved, leases) == (0, 0)
+    assert TaskStatus.SUCCEEDED in statuses and TaskStatus.BUDGET_EXCEEDED in statuses
+    # Stopped only because the next call's worst case no longer fits: what is left is less than one hold.
+    assert 0 <= to_picos(cap) - spent < hold
+
+
+def test_a_kill_switch_thrown_by_another_worker_reaches_a_leasing_worker_within_the_lease_time(
+    ledger_path: Path,
+) -> None:
+    url = str(ledger_path)
+    limits = [Limit("tenant:acme", day=Budget(usd="100"))]
+    with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True) as worker, \
+            Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits) as other:
+        assert worker.run_sync(Job, "before", tenant="acme").status is TaskStatus.SUCCEEDED
+        other.kill(tenant="acme")  # another worker: this one's leases know nothing of it yet
+        time.sleep(LEASE_SECONDS + 0.2)
+        after = worker.run_sync(Job, "after", tenant="acme")
+    assert after.status is TaskStatus.KILLED and after.calls == 0
+
+
+def test_leases_need_a_ledger_opened_with_them(ledger_path: Path) -> None:
+    ledger = Ledger(str(ledger_path))
+    try:
+        with pytest.raises(ConfigurationError, match="leases=True"):
+            Runtime(ledger=ledger, provider=ScriptedProvider(), leases=True)
+    finally:
+        ledger.close()
