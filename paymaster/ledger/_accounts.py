@@ -16,12 +16,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pydantic_core import PydanticUndefined
 
 from ..errors import LedgerError
-from ._leases import LeaseBook, forget_hold, leasable, return_tx, take_tx
+from ._leases import LeaseBook, acquire_tx, forget_hold, leasable, return_tx, take_tx
 from ._leases import settle_tx as settle_leases_tx
 from ._sql import SqlRunner, Tx
 from ._tables import StepRecord
@@ -298,6 +299,7 @@ class Accounts:
         ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
         book = self.leases
+        self._lease_first(ids, held)
         return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where, book), may_abort=True,
                               locks=self._locks(ids))
 
@@ -318,8 +320,24 @@ class Accounts:
         ids = sorted(set(accounts))
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
         book = self.leases
+        self._lease_first(ids, held)
         return self._sql.submit(lambda tx: reserve_tx(tx, ids, held, where, book), may_abort=True,
                                 locks=self._locks(ids), awaited=True)
+
+    def _lease_first(self, ids: Sequence[str], held: Charge) -> None:
+        """Queue the leases this call will need, each taken in a transaction of its own.
+
+        Taking a lease locks the shared row; inside a group of other units (which hold task rows)
+        that would lock out of order and deadlock with another worker's group.
+        """
+        book = self.leases
+        if book is None:
+            return
+        need = _dims(held)
+        for account in ids:
+            if leasable(account) and book.find(account, need) is None:
+                self._sql.submit(partial(acquire_tx, book=book, account=account, need=need, owner=self.owner),
+                                 may_abort=True, alone=True)
 
     def _locks(self, ids: Sequence[str]) -> list[str]:
         """The account rows a reservation writes: all of them, or with leases only the task's own."""
@@ -343,8 +361,8 @@ class Accounts:
         if book is None:
             return
         leases = book.due() if due_only else book.due(now=float("inf"))
-        if leases:
-            self._sql.call(lambda tx: [return_tx(tx, book, lease) for lease in leases])
+        if leases:  # alone: each locks a shared row, which must not wait inside a group (see _lease_first)
+            self._sql.call(lambda tx: [return_tx(tx, book, lease) for lease in leases], alone=True)
 
     # -- recovery -----------------------------------------------------------------
 

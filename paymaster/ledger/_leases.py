@@ -203,7 +203,10 @@ def settle_tx(
             _add(lease.used, spent, -1)
 
         tx.on_undo(undo)
-        if lease.idle and not lease.fits(lease.unit, now):  # past its time, or too spent for another call
+        # Past its time, or too spent for another call: back now. On a server that would lock the shared
+        # row in the middle of a group of settlements (a deadlock with another worker's group): the
+        # worker's sweep or its next lease of the account returns it, in a transaction of its own.
+        if tx.sqlite and lease.idle and not lease.fits(lease.unit, now):
             used = Charge(*lease.used)
             returned += [(row, used) for row in return_tx(tx, book, lease)]
     return returned
@@ -229,6 +232,11 @@ def return_tx(tx: Tx, book: LeaseBook, lease: Lease) -> list[Any]:
     return list(tx.execute(
         f"UPDATE accounts SET {sets} WHERE id = :a RETURNING id, {returning}", {**values, "a": lease.account}
     ).fetchall())
+
+
+def acquire_tx(tx: Tx, book: LeaseBook, account: str, need: Sequence[int], owner: str | None) -> Lease | Any:
+    """Take a lease of ``account`` for ``need`` unless this worker has one with room (a transaction of its own)."""
+    return book.find(account, need) or _acquire_tx(tx, book, account, need, owner)
 
 
 def _acquire_tx(tx: Tx, book: LeaseBook, account: str, need: Sequence[int], owner: str | None) -> Lease | Any:

@@ -72,10 +72,12 @@ class SqlRunner:
         return await self.writer.run(fn, may_abort=may_abort, locks=locks, alone=alone)
 
     def submit(
-        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), awaited: bool = False
+        self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), awaited: bool = False,
+        alone: bool = False,
     ) -> Pending[T]:
-        """Queue ``fn``; the future resolves once its group is committed (``locks``, ``awaited``: see the writer)."""
-        return self.writer.submit(fn, may_abort=may_abort, locks=locks, awaited=awaited)
+        """Queue ``fn``; the future resolves once its group is committed (``locks``, ``awaited``, ``alone``: see
+        the writer)."""
+        return self.writer.submit(fn, may_abort=may_abort, locks=locks, awaited=awaited, alone=alone)
 
     def settle(self) -> None:
         """Return once the work this thread queued without waiting is committed (blocks this thread)."""
