@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from .._money import from_picos
-from ..errors import ConfigurationError, PaymasterError, PriceUnknownError
+from ..errors import ConfigurationError, PaymasterError
 from ..executors import (
     Approver,
     BudgetGuard,
@@ -39,15 +39,14 @@ from ..ledger import HOST, Alert, Caps, Ledger, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook
 from ..providers._types import Provider
-from ..router import Router, ScoreRouter, Tier, TierTable
+from ..router import Router, Tier, TierTable
 from ._admission import admit, enforce_admission, plan_record
 from ._agent import Agent, planner_for
 from ._budget import Budget
+from ._checks import Providers, check_agent
 from ._config import Settings, open_cache
 from ._limits import Limit, kill_scopes
 from ._task import Outcome, Task, TaskStatus
-
-_PROVIDER_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 @dataclass
@@ -132,9 +131,7 @@ class Runtime:
         if on_alert is not None:
             self.ledger.accounts.listeners.append(on_alert)
         self.recovered = self.ledger.recover()  # close what a crashed process left open
-        self._provider = provider
-        self._providers = dict(providers or {})
-        self._explicit_providers = providers is not None
+        self._providers = Providers(provider, providers)
         self.router = settings.router(router)
         self.cache, self._owns_cache = open_cache(cache, self.ledger)
         self.planner: Planner = planner or SingleStepPlanner()
@@ -144,51 +141,9 @@ class Runtime:
         self._running: dict[str, _Running] = {}
         self.observers: list[Observer] = list(observers)
 
-    # -- configuration checks ------------------------------------------------
-
     def provider_for(self, tier: Tier) -> Provider:
         """The provider that serves ``tier``; a missing one is a clear error."""
-        if self._provider is not None:
-            return self._provider
-        found = self._providers.get(tier.provider)
-        if found is not None:
-            return found
-        env = _PROVIDER_ENV.get(tier.provider)
-        if env and os.environ.get(env) and not self._explicit_providers:
-            # No providers given: the official SDKs, keyed from the usual environment variables.
-            from ..providers import AnthropicProvider, OpenAIProvider
-
-            made: Provider = AnthropicProvider() if tier.provider == "anthropic" else OpenAIProvider()
-            self._providers[tier.provider] = made
-            return made
-        hint = f"set {env}, or " if env else ""
-        raise ConfigurationError(
-            f"tier {tier.name!r} needs provider {tier.provider!r}, which is not configured: {hint}pass "
-            f"Runtime(providers={{{tier.provider!r}: ...}}), or Runtime(provider=ScriptedProvider()) to run offline"
-        )
-
-    def _check(self, agent: type[Agent], budget: Budget) -> None:
-        if agent.planner_tier is not None:
-            self.tiers.get(agent.planner_tier)
-        reachable = {*self.tiers.routes.values(), *agent.routes.values()}
-        if isinstance(self.router, ScoreRouter):
-            reachable |= set(self.router.thresholds.tiers)
-        for tier_name in reachable:
-            self.tiers.get(tier_name)  # an unknown name fails here, listing the known ones
-        for tier in (t for t in self.tiers.tiers if t.name in reachable):  # cheapest first: stable messages
-            self.provider_for(tier)
-            if budget.usd is not None and self.prices.get(tier.provider, tier.model) is None:
-                raise PriceUnknownError(
-                    f"agent {agent.name!r} has a USD cap, but the price of {tier.provider}/{tier.model} "
-                    f"(tier {tier.name!r}) is unknown, so the cap cannot be enforced: add "
-                    f"[prices.\"{tier.provider}/{tier.model}\"] with input_mtok and output_mtok to your "
-                    "config or price file"
-                )
-        if CapPolicy.APPROVE in agent.on_cap and self.approver is None:
-            raise ConfigurationError(
-                f"agent {agent.name!r} asks for approval at its caps (on_cap includes 'approve'), but the "
-                "runtime has no approver: pass Runtime(approver=async_function)"
-            )
+        return self._providers.for_tier(tier)
 
     # -- running -------------------------------------------------------------
 
@@ -331,7 +286,7 @@ class Runtime:
 
     async def aclose_providers(self) -> None:
         """Close the providers' connections opened on the running event loop."""
-        for provider in {id(p): p for p in [self._provider, *self._providers.values()] if p is not None}.values():
+        for provider in self._providers.opened():
             aclose = getattr(provider, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -397,7 +352,8 @@ class Runtime:
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigurationError(f"budget must be a paymaster.Budget, got {type(budget).__name__}")
         merged = agent.budget.merged(budget)
-        self._check(agent, merged)
+        check_agent(agent, merged, tiers=self.tiers, router=self.router, providers=self._providers,
+                    prices=self.prices, approve=self.approver is not None)
         return Task(
             id=new_task_id(), agent=agent.name, agent_version=agent.version, input=input,
             tenant=tenant, tags=clean_tags, budget=merged,
