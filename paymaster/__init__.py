@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         Usage,
     )
     from .router import ScoreRouter, Tier, TierTable
-    from .runtime import Agent, Budget, Limit, Outcome, Runtime, Task, TaskStatus
+    from .runtime import Agent, Budget, Limit, Outcome, Runtime, Shadow, Task, TaskStatus
     from .telemetry import LiveAnomalies, LiveAnomaly, OpenTelemetry
 
 __version__ = "0.1.0"
@@ -77,6 +77,7 @@ __all__ = [
     "ScoreRouter",
     "ScriptedProvider",
     "SemanticCache",
+    "Shadow",
     "Subtask",
     "Task",
     "TaskStatus",
@@ -105,6 +106,7 @@ _LAZY = {
     "Provider": "providers", "ReplayProvider": "providers", "ScriptedProvider": "providers", "Usage": "providers",
     "ScoreRouter": "router", "Tier": "router", "TierTable": "router", "Agent": "runtime", "Budget": "runtime",
     "Limit": "runtime", "Outcome": "runtime", "Runtime": "runtime", "Task": "runtime", "TaskStatus": "runtime",
+    "Shadow": "runtime",
     "SemanticCache": "cache", "OpenTelemetry": "telemetry",
     "LiveAnomalies": "telemetry", "LiveAnomaly": "telemetry",
 }

@@ -16,7 +16,7 @@ EXPORTED = {
     "ConnectionDroppedError",
     "Halt",
     "OpenTelemetry", "LiveAnomalies", "LiveAnomaly",
-    "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos",
+    "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos", "Shadow",
 }
 
 

@@ -237,7 +237,8 @@ def eval_command(
 
 
 def calibrate_command(
-    records: Annotated[Path, typer.Argument(help="Replay file: recorded outcomes per tier (paymaster eval --record).")],
+    records: Annotated[Path | None, typer.Argument(help="Replay file: recorded outcomes per tier (paymaster eval "
+                                                        "--record).")] = None,
     out: Annotated[Path, typer.Option(help="Thresholds file to write (a kNN index is written beside it).")] = Path(
         "thresholds.json"),
     target: Annotated[str, typer.Option(help="Share of the reference's accuracy (quality) or cost (cost).")] = "0.95",
@@ -256,8 +257,18 @@ def calibrate_command(
                                                      "(default: the default tiers and price book).")] = None,
     router: Annotated[str, typer.Option(help="score (thresholds on a difficulty score), utility (the best tier or "
                                              "cascade per prompt) or cascade (one cascade for all).")] = "score",
+    from_ledger: Annotated[str | None, typer.Option(help="Instead of a replay file: check the target on the shadow "
+                                                         "evaluation records in this ledger (exit 1 if it fails).")
+                           ] = None,
+    agent: Annotated[str | None, typer.Option(help="With --from-ledger: only this agent's subtasks.")] = None,
+    since: Annotated[str | None, typer.Option(help="With --from-ledger: only records since 7d, 24h or a date.")
+                     ] = None,
 ) -> None:
-    """Calibrate a router on recorded outcomes; write the file Runtime(router=...) loads."""
+    """Calibrate a router on recorded outcomes and write the file Runtime(router=...) loads; or check it on live
+    traffic (--from-ledger)."""
+    if from_ledger is not None or records is None:
+        _from_ledger(from_ledger, records, target, delta, agent, since)
+        return
     from ..evals._plot import curve_points, plot_cost_quality
     from ..evals._record import calibrate_file
     from ..evals._tables import split_table
@@ -293,6 +304,26 @@ def calibrate_command(
                           chosen={"chosen": (float(chosen.cost_usd or 0) / scale, chosen.accuracy)},
                           title=f"Calibration on {records.name}", reference=ref.name)
         console.print(f"Cost-quality curve drawn to {plot}")
+
+
+def _from_ledger(
+    ledger: str | None, records: Path | None, target: str, delta: float, agent: str | None, since: str | None
+) -> None:
+    from ._report import _Usage as _WhenUsage
+    from ._report import parse_when
+    from ._shadow import calibrate_from_ledger
+
+    if (ledger is None) == (records is None):
+        console.print("[red]error:[/red] give a replay file to calibrate on, or --from-ledger LEDGER to check the "
+                      "target on shadow-evaluated live traffic (not both)")
+        raise typer.Exit(2)
+    assert ledger is not None
+    try:
+        start = None if since is None else parse_when(since)
+    except _WhenUsage as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    calibrate_from_ledger(ledger, target, delta, agent, start)
 
 
 def _calibration_inputs(

@@ -21,6 +21,7 @@ from ._tables import usd as fmt_usd
 if TYPE_CHECKING:  # imported when the command runs, so `paymaster --help` does not pay for them
     from ..ledger._economics import AgentEconomics, Surge
     from ..ledger._queries import Anomalies, Distribution, Scope, Spend, Summary
+    from ..ledger._shadows import ShadowDay
     from ..ledger._views import Report
 
 console = make_console()
@@ -138,6 +139,19 @@ def surge_table(found: list[Surge]) -> Table:
     return table
 
 
+def shadow_table(days: list[ShadowDay]) -> Table:
+    """The router's measured quality per UTC day: the share of shadowed subtasks that matched the reference tier."""
+    table = Table(title="Router quality measured by shadow evaluation (live answer matched the reference tier)",
+                  title_justify="left")
+    for name in ("day (UTC)", "shadowed", "matched", "quality", "unscored", "eval cost"):
+        table.add_column(name, justify="left" if name == "day (UTC)" else "right")
+    for d in days:
+        quality = "-" if d.quality is None else f"{100 * d.quality:.1f}%"
+        table.add_row(d.day.isoformat(), f"{d.scored:,}", f"{d.matched:,}", quality, f"{d.unscored:,}",
+                      fmt_usd(d.cost))
+    return table
+
+
 def summary_table(s: Summary) -> Table:
     """Tasks, success rate, cost, baseline, savings, cost per outcome and the cache."""
     table = Table(title="Summary", title_justify="left", show_header=False)
@@ -237,6 +251,8 @@ def print_report(report: Report) -> None:
                       "(0 for all), --format csv writes them for a spreadsheet.")
     if not (found.tasks or found.days):
         console.print("No anomalies: no task over 3x its agent's median, no day over mean + 2σ.")
+    if report.shadow:
+        console.print(shadow_table(report.shadow))
     if report.economics is not None:
         console.print(economics_table(report.economics))
         over = [e.agent for e in report.economics if e.over_human_cost]

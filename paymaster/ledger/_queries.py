@@ -144,10 +144,18 @@ class Anomalies:
     task_count: int = 0
 
 
-def where(reader: Reader, scope: Scope, *, finished: bool = True) -> tuple[str, dict[str, Any]]:
-    """The SQL conditions of a scope over ``tasks`` (finished tasks only, unless told), and their parameters."""
+def where(
+    reader: Reader, scope: Scope, *, finished: bool = True, shadows: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The SQL conditions of a scope over ``tasks`` (finished tasks only, unless told), and their parameters.
+
+    Shadow evaluation runs (agent ``NAME#shadow``) are left out unless ``shadows``: they are not live work.
+    """
     conds: list[str] = []
     params: dict[str, Any] = {}
+    if not shadows and scope.agent is None:
+        conds.append("tasks.agent NOT LIKE :notshadow")
+        params["notshadow"] = "%#shadow"
     if finished:
         names, values = in_params("open", OPEN_STATUSES)
         conds.append(f"tasks.status NOT IN {names}")

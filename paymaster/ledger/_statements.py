@@ -96,8 +96,9 @@ def statement(
         raise ValueError(f"statement lines are by 'agent' or 'tag:KEY', not {by!r}")
     if shared not in ("separate", "allocate"):
         raise ValueError(f"shared costs are 'separate' or 'allocate', not {shared!r}")
-    cond, params = where(reader, Scope(tenant=tenant, tags=dict(tags or {})), finished=False)
-    params.update(start=start, end=end)
+    # Shadow evaluation runs count on the shared evals line (their steps are of kind eval), not as tasks.
+    cond, params = where(reader, Scope(tenant=tenant, tags=dict(tags or {})), finished=False, shadows=True)
+    params.update(start=start, end=end, shadowlike="%#shadow")
     if by == "agent":
         group = "tasks.agent"
     else:
@@ -126,8 +127,8 @@ def _query(
     tasks = {
         key: (int(n), int(ok)) for key, n, ok in reader.rows(
             f"SELECT {group}, COUNT(*), SUM(CASE WHEN tasks.success THEN 1 ELSE 0 END) FROM tasks WHERE {cond} "
-            "AND tasks.id IN (SELECT steps.task_id FROM steps WHERE steps.created_at >= :start "
-            "AND steps.created_at < :end) GROUP BY 1",
+            "AND tasks.agent NOT LIKE :shadowlike AND tasks.id IN (SELECT steps.task_id FROM steps "
+            "WHERE steps.created_at >= :start AND steps.created_at < :end) GROUP BY 1",
             params,
         )
     }
@@ -146,8 +147,8 @@ def _build(
         acc = shared[kind] if kind else direct[name]
         for i, v in enumerate(figures):
             acc[i] += int(v or 0)
-        if kind:
-            direct.setdefault(name, [0] * 6)  # a line that only planned still has a line
+        if kind and not name.endswith("#shadow"):
+            direct.setdefault(name, [0] * 6)  # a line that only planned still has a line (not a shadow run's)
     names = sorted(direct, key=lambda n: (n == untagged, n))
     pool = sum(acc[5] for acc in shared.values())
     weights = [direct[n][5] for n in names] if any(direct[n][5] for n in names) else [1] * len(names)

@@ -26,6 +26,7 @@ from ._queries import (
     where,
 )
 from ._reader import Reader, as_reader
+from ._shadows import ShadowDay, shadow_day_dict, shadow_days, shadow_records
 
 if TYPE_CHECKING:
     from ._ledger import Ledger
@@ -98,6 +99,7 @@ class Report:
     charts: Charts | None = None
     economics: list[AgentEconomics] | None = None  # per agent, name order (None: not asked for)
     changes: list[Surge] | None = None  # every model or version change, ``surged`` marking jumps (None: not asked)
+    shadow: list[ShadowDay] = field(default_factory=list)  # the router's quality measured by shadow runs, per day
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -197,6 +199,7 @@ def _build(reader: Reader, scope: Scope, by: str, limit: int, anomaly_limit: int
         top=[s for s in rolled.spend.get(by, []) if s.key is not None][:limit],
         showback={k[4:]: v for k, v in sorted(rolled.spend.items()) if k.startswith("tag:")},
         anomalies=found, agent_spend=rolled.spend.get("agent", []), charts=drawn,
+        shadow=shadow_days(shadow_records(reader, scope)),
     )
 
 
@@ -314,6 +317,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         },
         "unit_economics": None if report.economics is None else [_economics(e) for e in report.economics],
         "model_changes": None if report.changes is None else [_change(c) for c in report.changes],
+        "shadow_quality": [shadow_day_dict(d) for d in report.shadow],
     }
     return data
 
@@ -374,6 +378,9 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
     for e in data["unit_economics"] or []:
         rows += [{"section": "unit_economics", "key": e["agent"], "metric": k, "value": v}
                  for k, v in e.items() if k != "agent"]
+    for d in data["shadow_quality"]:
+        rows += [{"section": "shadow_quality", "key": d["day"], "metric": k, "value": v} for k, v in d.items()
+                 if k != "day"]
     for c in data["model_changes"] or []:
         rows += [{"section": "model_change", "key": f"{c['agent']} {c['at']}", "metric": k, "value": v}
                  for k, v in c.items() if k not in ("agent", "at")]

@@ -138,6 +138,10 @@ class Agent:
         """Combine subtask outputs in Python, or None for the default (a cheap-tier call when needed)."""
         return None
 
+    def agrees(self, output: str, reference: str) -> bool | None:
+        """Whether ``output`` says the same as ``reference`` (the shadow tier's answer); None lets a judge decide."""
+        return None
+
     def evaluate(self, output: str) -> bool | None:
         """Whether ``output`` counts as a successful outcome (default: it is not empty)."""
         return bool(output.strip())

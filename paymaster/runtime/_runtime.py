@@ -43,9 +43,10 @@ from ..router import Router, Tier, TierTable
 from ._admission import admit, enforce_admission, plan_record
 from ._agent import Agent, planner_for
 from ._budget import Budget
-from ._checks import Providers, check_agent
+from ._checks import Providers, check_agent, check_served
 from ._config import Settings, open_cache
 from ._limits import Limit, kill_scopes
+from ._shadow import Shadow, Shadower
 from ._task import Outcome, Task, TaskStatus
 
 
@@ -90,7 +91,9 @@ class Runtime:
     calls in flight hold their worst case waits up to ``budget_wait`` seconds
     for them to settle before the agent's cap policy applies. ``leases=True``
     holds calls on leases of the shared accounts (see ``Ledger``), for fleets
-    of workers on one busy budget.
+    of workers on one busy budget. ``shadow`` re-runs a sample of subtasks on
+    a reference tier in the background, on a budget of its own, to keep
+    measuring the router's quality (see ``Shadow``).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Runtime:
         budget_wait: float = 30.0,
         observers: Iterable[Observer] = (),
         leases: bool = False,
+        shadow: Shadow | None = None,
     ) -> None:
         settings = Settings.resolve(
             config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
@@ -140,6 +144,10 @@ class Runtime:
         self._executor = Executor(self._guard)
         self._running: dict[str, _Running] = {}
         self.observers: list[Observer] = list(observers)
+        self._shadow = None if shadow is None else Shadower(shadow, self.ledger, self.prices, self.tiers,
+                                                             self.provider_for)
+        if self._shadow is not None:
+            check_served(self.tiers, self._shadow.tiers, self._providers, "Runtime(shadow=...)")
 
     def provider_for(self, tier: Tier) -> Provider:
         """The provider that serves ``tier``; a missing one is a clear error."""
@@ -207,6 +215,8 @@ class Runtime:
                 tools = [t for t in agent.tools if isinstance(t, Tool)]
                 settings = ExecSettings(summarise_over=agent.summarise_over, cheap_tier=self.tiers.tiers[0])
                 await self._executor.run(ctx, plan, decisions, instance.instructions, outputs, tools, settings)
+                if self._shadow is not None:  # in the background, on the eval budget
+                    self._shadow.submit(task, agent, instance, plan, decisions, outputs)
                 final = instance.aggregate(task.input, outputs)
                 if final is None:
                     final = await combine(self._guard, ctx, self.tiers.tiers[0], instance.instructions, task.input,
@@ -279,10 +289,16 @@ class Runtime:
             try:
                 return await self.run(agent, input, tenant=tenant, tags=tags, budget=budget)
             finally:
+                await self.shadows_done()  # the event loop ends here: let shadow runs finish first
                 await self.aclose_providers()
                 await self.ledger.aflush()  # the task's closing row, before the loop ends
 
         return anyio.run(run_and_close)
+
+    async def shadows_done(self) -> None:
+        """Wait for the shadow evaluation runs started so far to finish and be recorded."""
+        if self._shadow is not None:
+            await self._shadow.drain()
 
     async def aclose_providers(self) -> None:
         """Close the providers' connections opened on the running event loop."""
