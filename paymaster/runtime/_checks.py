@@ -69,6 +69,23 @@ def check_served(tiers: TierTable, names: Iterable[str], providers: Providers, w
             raise ConfigurationError(f"{where} uses tier {tier.name!r}: {exc}") from None
 
 
+def check_run_args(agent: object, input: object, tenant: object, tags: Mapping[str, str] | None) -> dict[str, str]:
+    """Fail clearly on a bad ``run()`` argument; returns the tags as a plain dict."""
+    if not (isinstance(agent, type) and issubclass(agent, Agent)) or agent is Agent:
+        raise ConfigurationError(
+            f"run() takes an Agent subclass (the class itself, not an instance); got {agent!r}"
+        )
+    if not isinstance(input, str) or not input.strip():
+        raise ConfigurationError("run() needs the task input as a non-empty string")
+    if not isinstance(tenant, str) or not tenant or ":" in tenant:
+        raise ConfigurationError(f"tenant must be a non-empty string without ':', got {tenant!r}")
+    clean_tags = dict(tags or {})
+    bad = {k: v for k, v in clean_tags.items() if not (isinstance(k, str) and isinstance(v, str))}
+    if bad:
+        raise ConfigurationError(f"tags must map strings to strings, e.g. {{'team': 'support'}}; got {bad}")
+    return clean_tags
+
+
 def check_agent(
     agent: type[Agent], budget: Budget, *, tiers: TierTable, router: Router, providers: Providers,
     prices: PriceBook, approve: bool,

@@ -43,7 +43,7 @@ from ..router import Router, Tier, TierTable
 from ._admission import admit, enforce_admission, plan_record
 from ._agent import Agent, planner_for
 from ._budget import Budget
-from ._checks import Providers, check_agent, check_served
+from ._checks import Providers, check_agent, check_run_args, check_served
 from ._config import Settings, open_cache
 from ._limits import Limit, kill_scopes
 from ._shadow import Shadow, Shadower
@@ -352,18 +352,7 @@ class Runtime:
         tags: Mapping[str, str] | None,
         budget: Budget | None,
     ) -> Task:
-        if not (isinstance(agent, type) and issubclass(agent, Agent)) or agent is Agent:
-            raise ConfigurationError(
-                f"run() takes an Agent subclass (the class itself, not an instance); got {agent!r}"
-            )
-        if not isinstance(input, str) or not input.strip():
-            raise ConfigurationError("run() needs the task input as a non-empty string")
-        if not isinstance(tenant, str) or not tenant or ":" in tenant:
-            raise ConfigurationError(f"tenant must be a non-empty string without ':', got {tenant!r}")
-        clean_tags = dict(tags or {})
-        bad = {k: v for k, v in clean_tags.items() if not (isinstance(k, str) and isinstance(v, str))}
-        if bad:
-            raise ConfigurationError(f"tags must map strings to strings, e.g. {{'team': 'support'}}; got {bad}")
+        clean_tags = check_run_args(agent, input, tenant, tags)
         self.limits.check_tags(clean_tags)
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigurationError(f"budget must be a paymaster.Budget, got {type(budget).__name__}")
