@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextvars
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from types import TracebackType
@@ -46,21 +44,10 @@ from ._budget import Budget
 from ._checks import Providers, check_agent, check_run_args, check_served
 from ._config import Settings, open_cache
 from ._limits import Limit, kill_scopes
+from ._running import CURRENT as _CURRENT
+from ._running import Running as _Running
 from ._shadow import Shadow, Shadower
 from ._task import Outcome, Task, TaskStatus
-
-
-@dataclass
-class _Running:
-    """A task in flight in this process: what the kill switch needs to stop it."""
-
-    task: Task
-    depth: int
-    accounts: tuple[str, ...]
-    max_depth: int | None
-    usd_capped: bool = False  # some account of its chain caps dollars
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    killed: str | None = None
 
 
 @lru_cache(maxsize=256)  # a Budget is frozen, and most tasks share their agent's: convert each once
@@ -71,9 +58,6 @@ def _budget_record(budget: Budget) -> dict[str, Any]:
 @lru_cache(maxsize=256)
 def _budget_caps(budget: Budget) -> tuple[Caps, Caps]:
     return budget.caps(), budget.retry_caps()
-
-
-_CURRENT: contextvars.ContextVar[_Running | None] = contextvars.ContextVar("paymaster_task", default=None)
 
 
 class Runtime:
@@ -299,6 +283,7 @@ class Runtime:
         """Wait for the shadow evaluation runs started so far to finish and be recorded."""
         if self._shadow is not None:
             await self._shadow.drain()
+            await self.ledger.aflush()
 
     async def aclose_providers(self) -> None:
         """Close the providers' connections opened on the running event loop."""
