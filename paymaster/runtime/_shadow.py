@@ -154,6 +154,11 @@ class Shadower:
         """Sample the task's answered subtasks and start their shadow runs; returns at once, never raises."""
         if agent.tools:
             return  # tools may act on the world (and cost): a re-run could repeat what they did
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another event loop than asyncio's: no background runs to start
+            self.skipped += len(plan.subtasks)
+            return
         for subtask in plan.subtasks:
             if subtask.id not in outputs or self._random.random() >= self.config.rate:
                 continue
@@ -162,7 +167,7 @@ class Shadower:
                 continue
             job = _Job(task, agent, instance, subtask, decisions[subtask.id],
                        {d: outputs[d] for d in subtask.depends_on if d in outputs}, outputs[subtask.id])
-            running = asyncio.get_running_loop().create_task(self._run(job))
+            running = loop.create_task(self._run(job))
             self._pending.add(running)
             running.add_done_callback(self._pending.discard)
 
