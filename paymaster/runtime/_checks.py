@@ -9,7 +9,7 @@ from ..errors import ConfigurationError, PriceUnknownError
 from ..executors import CapPolicy
 from ..pricing import PriceBook
 from ..providers._types import Provider
-from ..router import Router, ScoreRouter, Tier, TierTable
+from ..router import PolicyRouter, Router, ScoreRouter, Tier, TierTable
 from ._agent import Agent
 from ._budget import Budget
 
@@ -54,7 +54,16 @@ def router_tiers(router: Router) -> set[str]:
     """Every tier a calibrated router (thresholds or policy file) may send a subtask to."""
     if isinstance(router, ScoreRouter):
         return set(router.thresholds.tiers)
+    if isinstance(router, PolicyRouter):
+        return router.policy.tiers()  # every tier and every cascade stage it may send work to
     return set()
+
+
+def check_router(router: Router, tiers: TierTable, providers: Providers) -> None:
+    """Fail at construction if a calibrated router may send work to a tier that no provider serves."""
+    names = router_tiers(router)
+    if names:
+        check_served(tiers, names, providers, f"the router ({getattr(router, 'source', type(router).__name__)})")
 
 
 def check_served(tiers: TierTable, names: Iterable[str], providers: Providers, where: str) -> None:

@@ -41,7 +41,7 @@ from ..router import Router, Tier, TierTable
 from ._admission import admit, enforce_admission, plan_record
 from ._agent import Agent, planner_for
 from ._budget import Budget
-from ._checks import Providers, check_agent, check_run_args, check_served
+from ._checks import Providers, check_agent, check_router, check_run_args, check_served
 from ._config import Settings, open_cache
 from ._limits import Limit, kill_scopes
 from ._running import CURRENT as _CURRENT
@@ -121,6 +121,7 @@ class Runtime:
         self.recovered = self.ledger.recover()  # close what a crashed process left open
         self._providers = Providers(provider, providers)
         self.router = settings.router(router)
+        check_router(self.router, self.tiers, self._providers)  # a missing provider fails now, not at a first call
         self.cache, self._owns_cache = open_cache(cache, self.ledger)
         self.planner: Planner = planner or SingleStepPlanner()
         self.approver = approver

@@ -159,3 +159,61 @@ def test_an_eval_through_a_cascade_credits_the_answer_not_the_check(tmp_path: Pa
     assert [r.tier for r in report.results] == [route.split(" ")[0] for route in offline.routes]
     assert [r.correct for r in report.results] == list(offline.correct)
     assert report.summary.cost_usd == offline.summary.cost_usd
+
+
+def _cascade_policy(tmp_path: Path, prompts: list[RecordedPrompt]) -> Path:
+    calibration = calibrate_cascade(RecordSet.build(prompts), objective=Objective.quality("0.95", delta=None),
+                                    escalate="large", models=["small", "medium"])
+    return write_cascade_policy(calibration, tmp_path / "policy.json")
+
+
+def test_a_policy_tier_without_a_provider_fails_when_the_runtime_is_built(tmp_path: Path) -> None:
+    from paymaster.router import Tier, TierTable
+
+    prompts = recordings(12)
+    policy = _cascade_policy(tmp_path, prompts)
+    provider = ReplayProvider(prompts)
+    served = provider.tier_table()
+    # The escalation tier is served elsewhere, and only the replay provider is configured.
+    tiers = TierTable([*served.tiers[:-1], Tier(name="large", provider="elsewhere", model="large")])
+    with pytest.raises(ConfigurationError, match=r"router \(policy.json\) uses tier 'large'.*'elsewhere'"):
+        Runtime(ledger=tmp_path / "l.db", providers={"replay": provider}, tiers=tiers,
+                prices=provider.price_book(), router=policy)
+
+
+def test_admission_counts_every_stage_a_cascade_may_run(tmp_path: Path) -> None:
+    from paymaster import Plan, Subtask
+    from paymaster.runtime._admission import admit
+
+    prompts = recordings(12)
+    policy = _cascade_policy(tmp_path, prompts)
+    provider = ReplayProvider(prompts)
+    with Runtime(ledger=tmp_path / "l.db", provider=provider, tiers=provider.tier_table(),
+                 prices=provider.price_book(), router=policy) as runtime:
+        plan = Plan(subtasks=[Subtask(id="a", goal=prompts[0].prompt), Subtask(id="b", goal=prompts[1].prompt)])
+        decisions = {s.id: runtime.router.route(s) for s in plan.subtasks}
+        estimate = anyio.run(admit, runtime.ledger, runtime.prices, [], plan, decisions, "")
+
+        def single(stage: str) -> Decimal:
+            """The estimate if every subtask ran only this stage of its cascade."""
+            only = {}
+            for sid, d in decisions.items():
+                assert d.cascade is not None
+                only[sid] = d.model_copy(update={"cascade": None, "tier": getattr(d.cascade, stage)})
+            high = anyio.run(admit, runtime.ledger, runtime.prices, [], plan, only, "").high_usd
+            assert high is not None
+            return high
+
+        escalation = single("escalate")
+        assert estimate.high_usd == single("answer") + single("check") + escalation
+        # A budget that covers the escalation alone but not every stage: refused before any call is made.
+        cap = (estimate.high_usd + escalation) / 2
+
+        class Pair(Bench):
+            name = "pair"
+            budget = Budget(usd=cap)
+            fixed_plan = plan
+
+        outcome = runtime.run_sync(Pair, "two questions")
+    assert outcome.status.value == "budget_exceeded" and outcome.stop_reason is not None
+    assert outcome.stop_reason.startswith("plan admission") and outcome.calls == 0
