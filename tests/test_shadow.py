@@ -30,6 +30,8 @@ from paymaster.planners import Complexity
 from paymaster.providers._replay import RecordedOutcome, RecordedPrompt, ReplayProvider
 from paymaster.router import answer_key
 
+pytestmark = pytest.mark.ledgers  # the ledger_path tests run on SQLite and PostgreSQL
+
 
 class Clerk(Agent):
     """Answers on the balanced tier (the default route of moderate work)."""
@@ -62,9 +64,9 @@ def _run(rt: Runtime, inputs: list[str], tenant: str = "acme") -> list[str]:
     return anyio.run(go)
 
 
-def test_shadow_runs_are_eval_rows_on_their_own_account_and_never_in_the_live_totals(tmp_path: Path) -> None:
+def test_shadow_runs_are_eval_rows_on_their_own_account_and_never_in_the_live_totals(ledger_path: Path) -> None:
     provider = ScriptedProvider(models_reply)
-    with Runtime(ledger=tmp_path / "l.db", provider=provider,
+    with Runtime(ledger=ledger_path, provider=provider,
                  shadow=Shadow(rate=1, tier="deep", budget="5.00")) as rt:
         ids = _run(rt, [f"Question {i}: which city is the capital of France?" for i in range(6)])
         live_steps = {i: rt.ledger.steps(i) for i in ids}
@@ -104,12 +106,12 @@ def test_shadow_runs_are_eval_rows_on_their_own_account_and_never_in_the_live_to
     assert (day.scored, day.matched, day.quality, day.cost) == (6, 3, 0.5, shadow_cost)
 
 
-def test_the_shadow_budget_caps_shadow_spend_and_the_live_tasks_never_notice(tmp_path: Path) -> None:
+def test_the_shadow_budget_caps_shadow_spend_and_the_live_tasks_never_notice(ledger_path: Path) -> None:
     # Long replies: a deep call costs about $0.033 (1,000 tokens in at $3 a million, 2,000 out at $15).
     provider = ScriptedProvider(models_reply, usage=lambda request, _: Usage(
         input_tokens=1_000, output_tokens=min(2_000, request.max_tokens)))
     shadow = Shadow(rate=1, tier="deep", budget="0.10")
-    with Runtime(ledger=tmp_path / "l.db", provider=provider, shadow=shadow) as rt:
+    with Runtime(ledger=ledger_path, provider=provider, shadow=shadow) as rt:
         ids = _run(rt, [f"Question {i}: which city is the capital of France?" for i in range(8)])
         records = shadow_records(rt.ledger)
         account = rt.ledger.account(shadow.account(records[0].created_at))
