@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from pydantic_core import PydanticUndefined
@@ -152,19 +152,22 @@ def insert_step(tx: Tx, step: Mapping[str, Any]) -> None:
 
 def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
     """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
+    for capped in (True, False):  # one statement for those that set caps, one for those that keep theirs
+        rows = sorted((a, c) for a, c in accounts.items() if (c is not None) == capped)  # sorted: no crossing
+        if rows:
+            tx.execute(_upsert_accounts(len(rows), capped), {
+                k: v for i, (account_id, caps) in enumerate(rows)
+                for k, v in [(f"id{i}", account_id), *((f"c{i}_{d}", getattr(caps or Caps(), d)) for d in DIMENSIONS)]
+            })
+
+
+@lru_cache(maxsize=64)
+def _upsert_accounts(n: int, capped: bool) -> str:
     cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
-    vals = ", ".join(f":cap_{d}" for d in DIMENSIONS)
-    for account_id, caps in sorted(accounts.items()):  # sorted: two writers creating rows never cross
-        c = caps or Caps()
-        update = (
-            "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS)
-            if caps is not None
-            else "DO NOTHING"
-        )
-        tx.execute(
-            f"INSERT INTO accounts (id, {cols}) VALUES (:id, {vals}) ON CONFLICT (id) {update}",
-            {"id": account_id, **{f"cap_{d}": getattr(c, d) for d in DIMENSIONS}},
-        )
+    values = ", ".join("(:id{i}, {caps})".format(i=i, caps=", ".join(f":c{i}_{d}" for d in DIMENSIONS))
+                       for i in range(n))
+    update = "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS) if capped else "DO NOTHING"
+    return f"INSERT INTO accounts (id, {cols}) VALUES {values} ON CONFLICT (id) {update}"
 
 
 def reserve_tx(

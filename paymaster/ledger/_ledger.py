@@ -29,7 +29,7 @@ from ._paths import check_ledger_path
 from ._reader import ledger_url, shown_url
 from ._sql import SqlRunner, Tx
 from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
-from ._tasks import Totals, insert_task_tx, update_task_tx
+from ._tasks import Totals, check_task_columns, insert_task_tx, update_task_tx
 from ._writer import Pending, sqlite_pragmas
 
 T = TypeVar("T")
@@ -120,6 +120,8 @@ class Ledger:
         self.accounts = Accounts(self.sql, leases=leases)
         self._ensured: dict[str, object] = {}
         self._failures: dict[str, BaseException] = {}
+        self._unwritten: dict[str, tuple[dict[str, Any], Pending[None]]] = {}  # task rows queued, not yet inserted
+        self._unwritten_lock = threading.Lock()
         self._next_recovery = 0.0
         self.heartbeat_seconds = heartbeat_seconds
         self.worker_id = self.accounts.owner = new_worker_id()
@@ -385,15 +387,28 @@ class Ledger:
         self._ensured.update(fresh)
 
         row = {**record, "owner": self.worker_id}  # the worker whose heartbeat vouches for the task
+        task_id = str(record["id"])
 
         def work(tx: Tx) -> None:
-            insert_task_tx(tx, row)
+            with self._unwritten_lock:  # from here on, changes to the row are statements of their own
+                self._unwritten.pop(task_id, None)
+                values = dict(row)
+            insert_task_tx(tx, values)
             ensure_tx(tx, fresh)
 
-        return self.watch(str(record["id"]), self.sql.submit(work, locks=list(fresh)))
+        future = self.sql.submit(work, locks=list(fresh))
+        with self._unwritten_lock:
+            self._unwritten[task_id] = (row, future)
+        return self.watch(task_id, future)
 
     def update_task_later(self, task_id: str, **values: Any) -> Pending[None]:
         """Queue an update of a task row (its plan, its status while it waits for approval)."""
+        check_task_columns(values)
+        with self._unwritten_lock:
+            unwritten = self._unwritten.get(task_id)
+            if unwritten is not None:  # its insert has not run yet: it takes the values (one statement less)
+                unwritten[0].update(values)
+                return unwritten[1]
         return self.watch(task_id, self.sql.submit(lambda tx: update_task_tx(tx, task_id, values)))
 
     def record_step_later(self, step: Mapping[str, Any]) -> Pending[None]:

@@ -76,11 +76,16 @@ def insert_task_tx(tx: Tx, record: Mapping[str, Any]) -> None:
     tx.execute(_INSERT_TASK, {c: _column_value(c, row[c]) for c in _TASK_COLUMNS})
 
 
-def update_task_tx(tx: Tx, task_id: str, values: Mapping[str, Any]) -> None:
-    """Set columns of a task row."""
+def check_task_columns(values: Mapping[str, Any]) -> None:
+    """Raise ValueError naming any key of ``values`` that is not a column of ``tasks``."""
     unknown = set(values) - set(_TASK_COLUMNS)
     if unknown:
         raise ValueError(f"tasks has no column(s) {sorted(unknown)}")
+
+
+def update_task_tx(tx: Tx, task_id: str, values: Mapping[str, Any]) -> None:
+    """Set columns of a task row."""
+    check_task_columns(values)
     assignments = ", ".join(f"{c} = :{c}" for c in values)
     # An interrupted task was closed by another worker that took this one for dead: it stays so.
     tx.execute(

@@ -202,7 +202,10 @@ def _attempt(
     try:
         lock_accounts(tx, [a for work in group for a in work.locks])
         for work in group:
-            savepoint = every_unit or work.own_savepoint
+            # On a server, a unit that may abort runs without a savepoint of its own at first: most do not,
+            # and two round trips per unit are saved; if one does, the group runs again with a savepoint per
+            # unit. SQLite keeps its savepoints (they cost no round trip), and with them its write lock.
+            savepoint = every_unit or (sqlite and work.own_savepoint)
             if savepoint:
                 cur.execute("SAVEPOINT unit")
             tx.aborted = False
@@ -225,11 +228,15 @@ def _attempt(
                 results.append((work, None, exc))
                 continue
             if tx.aborted:
-                if not savepoint:
-                    _run_undo(tx.undo)
-                    raise LedgerError("a unit of ledger work aborted without a savepoint of its own")
-                cur.execute("ROLLBACK TO SAVEPOINT unit")
                 _run_undo(tx.undo)
+                if not savepoint:
+                    if sqlite:
+                        cur.execute("ROLLBACK")
+                    else:
+                        conn.rollback()
+                    _run_undo(undo)
+                    return None
+                cur.execute("ROLLBACK TO SAVEPOINT unit")
             else:
                 undo.extend(tx.undo)
             if savepoint:
