@@ -75,7 +75,7 @@ def test_near_the_cap_leases_shrink_and_spend_stops_within_one_call_of_it(ledger
     cap = Decimal("0.02")
     limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))]
     with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True,
-                 budget_wait=2) as rt:
+                 budget_wait=15) as rt:  # generous: a loaded machine is slow, not wrong
         statuses = _run_many(rt, 150)
     spent, reserved, steps, leases, hold = _account_and_steps(url)
     assert spent == steps <= to_picos(cap) and (reserved, leases) == (0, 0)
@@ -103,5 +103,16 @@ def test_leases_need_a_ledger_opened_with_them(ledger_path: Path) -> None:
     try:
         with pytest.raises(ConfigurationError, match="leases=True"):
             Runtime(ledger=ledger, provider=ScriptedProvider(), leases=True)
+    finally:
+        ledger.close()
+
+
+def test_a_runtime_sets_its_ledgers_heartbeat_or_says_where_it_belongs(ledger_path: Path) -> None:
+    with Runtime(ledger=str(ledger_path), provider=ScriptedProvider(), heartbeat_seconds=4.5) as rt:
+        assert rt.ledger.heartbeat_seconds == 4.5
+    ledger = Ledger(str(ledger_path))
+    try:
+        with pytest.raises(ConfigurationError, match="Ledger\\(url, heartbeat_seconds"):
+            Runtime(ledger=ledger, provider=ScriptedProvider(), heartbeat_seconds=4.5)
     finally:
         ledger.close()

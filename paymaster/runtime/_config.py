@@ -105,6 +105,19 @@ def check_tier_prices(table: TierTable, book: PriceBook, where: str) -> None:
         )
 
 
+def open_ledger(ledger: str | Path | Ledger | None, leases: bool, heartbeat_seconds: float | None) -> Ledger:
+    """The ledger to use: the one given, or one opened at a URL or path with these options."""
+    if isinstance(ledger, Ledger):
+        if leases and ledger.accounts.leases is None:
+            raise ConfigurationError("leases=True needs the ledger opened with them: Ledger(url, leases=True)")
+        if heartbeat_seconds is not None:
+            raise ConfigurationError("heartbeat_seconds is set on the Ledger given: Ledger(url, heartbeat_seconds=...)")
+        return ledger
+    if heartbeat_seconds is None:
+        return Ledger(ledger, leases=leases)
+    return Ledger(ledger, leases=leases, heartbeat_seconds=heartbeat_seconds)
+
+
 def open_cache(cache: Cache | str | Path | bool | None, ledger: Ledger) -> tuple[Cache | None, bool]:
     """The cache to use and whether this runtime opened it (True: a file beside a SQLite ledger)."""
     if cache is None or cache is False:

@@ -42,7 +42,7 @@ from ._admission import admit, enforce_admission, plan_record
 from ._agent import Agent, planner_for
 from ._budget import Budget
 from ._checks import Providers, check_agent, check_router, check_run_args, check_served
-from ._config import Settings, open_cache
+from ._config import Settings, open_cache, open_ledger
 from ._limits import Limit, kill_scopes
 from ._running import CURRENT as _CURRENT
 from ._running import Running as _Running
@@ -75,7 +75,8 @@ class Runtime:
     calls in flight hold their worst case waits up to ``budget_wait`` seconds
     for them to settle before the agent's cap policy applies. ``leases=True``
     holds calls on leases of the shared accounts (see ``Ledger``), for fleets
-    of workers on one busy budget. ``shadow`` re-runs a sample of subtasks on
+    of workers on one busy budget; ``heartbeat_seconds``, how long this worker
+    may be silent before others take it for dead. ``shadow`` re-runs a sample of subtasks on
     a reference tier in the background, on a budget of its own, to keep
     measuring the router's quality (see ``Shadow``).
     """
@@ -102,6 +103,7 @@ class Runtime:
         budget_wait: float = 30.0,
         observers: Iterable[Observer] = (),
         leases: bool = False,
+        heartbeat_seconds: float | None = None,
         shadow: Shadow | None = None,
     ) -> None:
         settings = Settings.resolve(
@@ -111,9 +113,7 @@ class Runtime:
         thresholds = tuple(alert_thresholds)
         if any(not 0 < t <= 1 for t in thresholds):
             raise ConfigurationError(f"alert_thresholds are fractions of a cap in (0, 1], got {thresholds}")
-        if isinstance(ledger, Ledger) and leases and ledger.accounts.leases is None:
-            raise ConfigurationError("leases=True needs the ledger opened with them: Ledger(url, leases=True)")
-        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger, leases=leases)
+        self.ledger = open_ledger(ledger, leases, heartbeat_seconds)
         self._owns_ledger = not isinstance(ledger, Ledger)
         self.ledger.accounts.alert_thresholds = tuple(sorted(thresholds))
         if on_alert is not None:
