@@ -28,7 +28,7 @@ from ._liveness import HEARTBEAT_SECONDS, beat_tx, leave_tx, new_worker_id, regi
 from ._paths import check_ledger_path
 from ._reader import ledger_url, shown_url
 from ._sql import SqlRunner, Tx
-from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
+from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord, add_missing_indexes
 from ._tasks import Totals, check_task_columns, insert_task_tx, update_task_tx
 from ._writer import Pending, sqlite_pragmas
 
@@ -158,8 +158,8 @@ class Ledger:
                 continue  # the database is unreachable for now: the next beat tries again
 
     def create_schema(self) -> None:
-        """Create the ledger's tables, or add the optional columns a newer Paymaster has; safe to run at once
-        from many workers.
+        """Create the ledger's tables, or add the optional columns and indexes a newer Paymaster has; safe to
+        run at once from many workers.
 
         On PostgreSQL the whole change is one transaction holding an advisory lock,
         so a fleet of workers starting together creates the tables exactly once,
@@ -174,10 +174,12 @@ class Ledger:
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
                     SQLModel.metadata.create_all(conn)
                     self._check_schema(conn)
+                    add_missing_indexes(conn)
             else:
                 SQLModel.metadata.create_all(self.engine)
                 with self._tx() as conn:
                     self._check_schema(conn)
+                    add_missing_indexes(conn)
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
 

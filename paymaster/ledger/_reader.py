@@ -32,18 +32,6 @@ _DEFAULT_URL = "sqlite:///paymaster.db"
 _PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", re.IGNORECASE)
 _ENV = "PAYMASTER_LEDGER"
 
-# Covering indexes for the report's scans, so each reads a narrow index instead of every task row:
-# percentiles walk (agent, cost) in order, the rollup groups by (tags, agent, tenant) without a sort,
-# the daily totals read (created_at, cost). Created on first read when the file is writable; a task row is
-# written once when it finishes, so they cost a few index entries per task, nothing per call.
-_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS ix_tasks_agent_cost ON tasks (agent, cost_picos, unpriced_calls, status)",
-    "CREATE INDEX IF NOT EXISTS ix_tasks_rollup ON tasks (tags, agent, tenant, status, success, unpriced_calls, "
-    "cost_picos, baseline_picos, cache_hits, saved_picos)",
-    "CREATE INDEX IF NOT EXISTS ix_tasks_day ON tasks (created_at, status, unpriced_calls, cost_picos)",
-)
-
-
 def ledger_url(url: str | Path | None) -> str:
     """The database URL a ledger argument means: the same rules as ``paymaster.ledger.resolve_url``."""
     if url is None:
@@ -87,7 +75,6 @@ class Reader:
             if path is not None and path.is_file():
                 self._conn = sqlite3.connect(path, timeout=30)
                 self._conn.execute("PRAGMA busy_timeout=30000")
-                self._ensure_indexes()
             else:
                 # Other databases, or a file that does not exist yet: the Ledger creates and checks the tables.
                 from ._ledger import Ledger
@@ -99,18 +86,6 @@ class Reader:
     def _engine_dialect(self) -> str:
         assert self._ledger is not None
         return str(self._ledger.engine.dialect.name)
-
-    def _ensure_indexes(self) -> None:
-        assert self._conn is not None
-        try:
-            self._conn.execute("PRAGMA busy_timeout=200")  # never wait long on a busy writer just for speed
-            for sql in _INDEXES:
-                self._conn.execute(sql)
-            self._conn.commit()
-        except sqlite3.Error:
-            pass  # a read-only file or a busy writer: the queries are right without the index, only slower
-        finally:
-            self._conn.execute("PRAGMA busy_timeout=30000")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

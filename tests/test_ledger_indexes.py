@@ -1,0 +1,90 @@
+"""The report's covering indexes are part of the schema: new ledgers have them, older ones get them on upgrade."""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+
+from paymaster.ledger import Ledger
+from paymaster.ledger._queries import agent_costs, summary
+from paymaster.ledger._reader import Reader
+from tests.finops_helpers import add_task
+
+pytestmark = pytest.mark.ledgers
+
+REPORT = {"ix_tasks_agent_cost", "ix_tasks_day"}  # on every database
+SQLITE_ONLY = {"ix_tasks_rollup"}  # PostgreSQL cannot order a json column
+
+
+def _indexes(url: Any) -> set[str]:
+    db = Ledger(url, create_schema=False)
+    try:
+        return {str(ix["name"]) for ix in inspect(db.engine).get_indexes("tasks")} & (REPORT | SQLITE_ONLY)
+    finally:
+        db.close()
+
+
+def _expected(url: Any) -> set[str]:
+    return REPORT if str(url).startswith("postgresql") else REPORT | SQLITE_ONLY
+
+
+def _drop_report_indexes(url: Any) -> None:
+    """Make the ledger look like one an older Paymaster wrote: the tables without the report's indexes."""
+    db = Ledger(url, create_schema=False)
+    try:
+        with db.engine.begin() as conn:
+            for name in REPORT | SQLITE_ONLY:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    finally:
+        db.close()
+
+
+def test_a_new_ledger_has_the_report_indexes(ledger: Ledger, ledger_path: Any) -> None:
+    assert _indexes(ledger_path) == _expected(ledger_path)
+
+
+def test_an_older_ledger_gets_them_once_however_many_workers_open_it(ledger_path: Any) -> None:
+    db = Ledger(ledger_path)
+    for i in range(30):
+        add_task(db, f"t{i}", "triage" if i % 2 else "refund", f"0.{i + 1:02d}")
+    db.close()
+    _drop_report_indexes(ledger_path)
+    assert _indexes(ledger_path) == set()
+
+    def start(_: int) -> None:
+        Ledger(ledger_path).close()  # none fails on an index another worker was building
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(start, range(6)))
+    assert _indexes(ledger_path) == _expected(ledger_path)
+
+
+def test_the_report_reads_the_same_without_them(ledger_path: Any) -> None:
+    db = Ledger(ledger_path)
+    for i in range(12):
+        add_task(db, f"t{i}", ("triage", "refund", "coder")[i % 3], f"0.{i + 1:02d}", tenant=f"c{i % 2}")
+    db.close()
+    with Reader(ledger_path) as reader:
+        indexed = (summary(reader), agent_costs(reader))
+    _drop_report_indexes(ledger_path)
+    with Reader(ledger_path) as reader:
+        assert (summary(reader), agent_costs(reader)) == indexed
+    # A SQLite file is read through sqlite3, read-only: the next worker to open it builds them. Any other
+    # database is read through a Ledger, which upgrades the schema as every worker does.
+    assert _indexes(ledger_path) == (set() if isinstance(ledger_path, Path) else REPORT)
+
+
+def test_the_reports_scans_read_the_covering_indexes(ledger: Ledger, ledger_path: Any) -> None:
+    if not isinstance(ledger_path, Path):
+        pytest.skip("SQLite's query plans; PostgreSQL picks its plan by table size")
+    conn = sqlite3.connect(ledger_path)
+    plan = " ".join(str(row[-1]) for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT agent, cost_picos FROM tasks WHERE status NOT IN ('running') "
+        "AND unpriced_calls = 0 ORDER BY agent, cost_picos"))
+    conn.close()
+    assert "COVERING INDEX ix_tasks_agent_cost" in plan
