@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -72,6 +73,10 @@ def main() -> None:
     for steps in args.sizes:
         db = str(ledger_for(steps))
         rows.append(("`paymaster ledger`", f"{steps:,}", *timed([*CLI, "ledger", "-l", db], args.runs)))
+        with sqlite3.connect(db) as conn:
+            (newest,) = conn.execute("SELECT id FROM tasks ORDER BY created_at DESC LIMIT 1").fetchone()
+        rows.append(("`paymaster ledger show TASK`", f"{steps:,}",
+                     *timed([*CLI, "ledger", "show", newest, "-l", db], args.runs)))
         rows.append(("`paymaster report`", f"{steps:,}", *timed([*CLI, "report", "-l", db], args.runs)))
         rows.append(("`paymaster report --format json`", f"{steps:,}",
                      *timed([*CLI, "report", "-l", db, "--format", "json"], args.runs)))
