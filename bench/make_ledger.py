@@ -6,7 +6,9 @@ About 8 steps per task (plan, executes on three tiers, a tool, a retry now and
 then, a summary, an aggregate), 90 days, 6 agents, 12 tenants, two tag keys,
 a few planted expensive tasks and one expensive day. The schema is the real
 one (made by ``Ledger``); rows go in with ``executemany`` inside one
-transaction, with durability pragmas off for the load only.
+transaction, with durability pragmas off for the load only. The report's
+indexes are dropped for the load and rebuilt after it by ``Ledger``'s upgrade
+path, as on a ledger made by an older Paymaster (it prints how long that took).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from paymaster.ledger import Ledger
+from paymaster.ledger._tables import REPORT_INDEXES
 
 AGENTS = {"triage": 0.004, "refund": 0.02, "research": 0.3, "summariser": 0.01, "coder": 0.12, "analyst": 0.06}
 TENANTS = [f"tenant-{i:02d}" for i in range(12)]
@@ -54,6 +57,8 @@ def make(path: Path, steps: int, seed: int = 7) -> tuple[int, int]:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("BEGIN")
+    for index in REPORT_INDEXES:  # one sorted build after the load beats 140k ordered inserts per index
+        conn.execute(f"DROP INDEX {index.name}")
     task_rows: list[tuple[object, ...]] = []
     step_rows: list[tuple[object, ...]] = []
     n_tasks = n_steps = 0
@@ -99,6 +104,9 @@ def make(path: Path, steps: int, seed: int = 7) -> tuple[int, int]:
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    start = time.perf_counter()
+    Ledger(path).close()  # the upgrade path builds the report's indexes
+    print(f"{path}: the report's indexes built by Ledger's upgrade in {time.perf_counter() - start:.1f} s")
     return n_tasks, n_steps
 
 
