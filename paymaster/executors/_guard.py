@@ -32,6 +32,7 @@ from ._retry import RetryPolicy, is_retryable
 from ._served import ServedModels
 from ._toolcheck import check_tool_policy
 from ._tools import Tool
+from ._turns import Turns
 from ._waiting import Reserver
 
 
@@ -62,6 +63,7 @@ class BudgetGuard:
         self._probed: set[tuple[str, str]] = set()  # (provider, model) whose served model an answer showed
         self._probes: dict[tuple[str, str], anyio.Lock] = {}
         self.served = ServedModels(ledger, prices)
+        self.turns = Turns()  # CPU-heavy sections take turns, so that a burst never deafens the loop
 
     def worst_case(
         self, provider: str, request: ModelRequest, prices: ModelPrices | None
@@ -134,6 +136,7 @@ class BudgetGuard:
         note: str | None = None,
     ) -> ModelResponse:
         """Make a model call (or serve it from the cache), retrying retryable failures within the retry budget."""
+        await self.turns.take()
         cached = None
         if ctx.cache is not None:
             cached = cache_key(ctx.tenant, ctx.agent, ctx.agent_version, tier.name, kind, request)
@@ -317,6 +320,7 @@ class BudgetGuard:
         started = time.perf_counter()
         try:
             response = await provider.complete(request)
+            await self.turns.take(shielded=True)  # the reply is settled whatever happens meanwhile
         except BaseException as exc:
             latency = (time.perf_counter() - started) * 1000
             billed = may_have_billed(exc)

@@ -50,6 +50,7 @@ T = TypeVar("T")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 MAX_GROUP = 512  # statements' worth of work per commit; bounds how long one transaction holds the lock
 FLUSH_DELAY_SECONDS = 0.001  # how long queued, unawaited work may wait to share a commit
+INLINE_MAX = 32  # units of work a group may have to be run in place, on the caller's thread
 CHECKPOINT_EVERY = 500  # in-place commits between checkpoints run by the writer thread
 RETRIES = 5  # runs of a group that the server aborted to break a deadlock or a serialization conflict
 _RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock detected, serialization failure
@@ -386,7 +387,9 @@ class Writer:
         last.exception()  # waits; a failure was reported to whoever queued the work
 
     def _place(self, group: list[_Work]) -> None:
-        if self._inline_conn is not None and self._inline_lock.acquire(blocking=False):
+        # In place only when the group is small: a big one (a burst of settlements) would hold the
+        # event loop for its whole transaction; the writer thread runs it while the loop goes on.
+        if self._inline_conn is not None and len(group) <= INLINE_MAX and self._inline_lock.acquire(blocking=False):
             try:
                 with self._ready:
                     idle = not self._queue and not self._active

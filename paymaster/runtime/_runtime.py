@@ -155,6 +155,7 @@ class Runtime:
         the new task nests: it must also fit its parent's task budget, and
         ``Budget.depth`` bounds how deep such nesting goes.
         """
+        await self._guard.turns.take()  # a thousand tasks starting at once start a few per loop pass
         task = self._new_task(agent, input, tenant, tags, budget)
         parent = _CURRENT.get()
         running = self._open(task, parent)
