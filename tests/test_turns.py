@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from paymaster.executors._turns import Turns
@@ -75,8 +76,8 @@ def test_a_shielded_turn_is_not_dropped_by_a_cancellation() -> None:
         async with anyio.create_task_group() as tg:
             for name in ("a", "b", "c"):  # one turn per pass: "c" waits two passes
                 tg.start_soon(section, name, name == "c")
-            await anyio.sleep(0)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
             scope.cancel()  # while "c" still waits for its turn
         return done
 
