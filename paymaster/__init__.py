@@ -18,7 +18,18 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .cache import SemanticCache
-    from .executors import ApprovalRequest, CapPolicy, Halt, Observer, RetryPolicy, TaskView, Tool, ToolPolicy, tool
+    from .executors import (
+        ApprovalRequest,
+        CapPolicy,
+        Halt,
+        Observer,
+        Rate,
+        RetryPolicy,
+        TaskView,
+        Tool,
+        ToolPolicy,
+        tool,
+    )
     from .ledger import Alert, Ledger
     from .planners import Complexity, Plan, Subtask
     from .pricing import ModelPrices, PriceBook
@@ -71,6 +82,7 @@ __all__ = [
     "PriceUnknownError",
     "Provider",
     "ProviderError",
+    "Rate",
     "ReplayProvider",
     "RetryPolicy",
     "Runtime",
@@ -98,7 +110,7 @@ __all__ = [
 # `paymaster` command) starts without loading the SDKs, SQLModel or the cache's models.
 _LAZY = {
     "ApprovalRequest": "executors", "CapPolicy": "executors", "RetryPolicy": "executors", "Tool": "executors",
-    "ToolPolicy": "executors",
+    "ToolPolicy": "executors", "Rate": "executors",
     "tool": "executors", "Halt": "executors", "Observer": "executors", "TaskView": "executors",
     "Alert": "ledger", "Ledger": "ledger", "Complexity": "planners", "Plan": "planners",
     "Subtask": "planners", "ModelPrices": "pricing", "PriceBook": "pricing", "AnthropicProvider": "providers",

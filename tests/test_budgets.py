@@ -86,7 +86,7 @@ def test_tag_budgets_need_declared_tag_keys_and_catch_misspelt_tags(ledger_path:
     [
         (lambda: Limit("tenat:acme", day=Budget(usd="1")), "unknown account 'tenat:acme'"),
         (lambda: Limit("tag:team", day=Budget(usd="1")), "unknown account 'tag:team'"),
-        (lambda: Limit("tenant:acme"), "sets neither day= nor month="),
+        (lambda: Limit("tenant:acme"), "sets none of day=, month= or rate="),
         (lambda: Limit("tenant:acme", day=Budget(retries=2)), "retries, retry_usd and depth belong on a task"),
     ],
 )

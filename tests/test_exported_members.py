@@ -13,7 +13,7 @@ EXPORTED = {
     "Subtask", "Task", "TaskStatus", "TaskView", "Tier", "TierTable", "UnknownTierError", "Usage", "__version__",
     "ApprovalRequest", "CapPolicy",
     "AnthropicProvider", "OpenAIProvider", "RetryPolicy", "Tool", "ToolPolicy", "tool", "Alert", "Limit",
-    "ConnectionDroppedError",
+    "ConnectionDroppedError", "Rate",
     "Halt",
     "OpenTelemetry", "LiveAnomalies", "LiveAnomaly",
     "ScoreRouter", "SemanticCache", "ReplayProvider", "from_picos", "Shadow",

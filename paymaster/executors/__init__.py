@@ -7,6 +7,7 @@ from ._executor import ExecSettings, Executor, subtask_prompt
 from ._guard import BudgetGuard
 from ._observe import Halt, Observer, TaskView
 from ._policy import ApprovalRequest, Approver, CapPolicy, describe_refusal
+from ._rates import Rate, RateGate
 from ._retry import RetryPolicy
 from ._tools import Tool, ToolPolicy, tool
 
@@ -23,6 +24,8 @@ __all__ = [
     "Halt",
     "ModelRejected",
     "Observer",
+    "Rate",
+    "RateGate",
     "RetryPolicy",
     "RunCharges",
     "TaskView",

@@ -30,6 +30,11 @@ class BudgetStop(Exception):
         """True when the refusal came from the kill switch."""
         return self.refusal is not None and self.refusal.dimension == "killed"
 
+    @property
+    def rate_limited(self) -> bool:
+        """True when a rate limit stopped the call (it waited as long as allowed)."""
+        return self.refusal is not None and self.refusal.dimension == "rate"
+
 
 class ModelRejected(Exception):
     """A response came from a model its tier does not accept: the task stops for a person to look."""

@@ -28,6 +28,7 @@ from ._context import BudgetStop, CallContext, ModelRejected, ask_person, may_ha
 from ._lengths import ReplyLengths
 from ._observe import Halt
 from ._policy import ApprovalRequest, CapPolicy, describe_refusal, downgrade, truncate_to_fit
+from ._rates import RatedReserver, RateGate
 from ._retry import RetryPolicy, is_retryable
 from ._served import ServedModels
 from ._toolcheck import check_tool_policy
@@ -48,6 +49,7 @@ class BudgetGuard:
         retry: RetryPolicy | None = None,
         budget_wait: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rates: RateGate | None = None,
     ) -> None:
         if budget_wait < 0:
             raise ConfigurationError(f"budget_wait is seconds >= 0, got {budget_wait}")
@@ -58,7 +60,7 @@ class BudgetGuard:
         self.provider_for = provider_for
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.reserver = Reserver(ledger, budget_wait)
+        self.reserver = Reserver(ledger, budget_wait) if rates is None else RatedReserver(ledger, budget_wait, rates)
         self.lengths = ReplyLengths(ledger)
         self._probed: set[tuple[str, str]] = set()  # (provider, model) whose served model an answer showed
         self._probes: dict[tuple[str, str], anyio.Lock] = {}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from ..errors import ConfigurationError
 from ..providers._types import ToolSpec
+from ._rates import Rate
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,20 @@ class ToolPolicy:
     ``min_budget_usd``: only tasks whose USD budget is at least this (a premium
     tool for well-funded tasks). ``approve_after_calls``: calls past this many
     in one task each need the runtime's approver; ``approve_over_usd``: so do
-    calls once the task has spent this much on the tool.
+    calls once the task has spent this much on the tool. ``rate``: how often
+    any agent may call it (``Rate(calls_per_minute=10)``), across every task
+    and process on the ledger.
     """
 
     roles: frozenset[str] | None = None
     min_budget_usd: Decimal | None = None
     approve_after_calls: int | None = None
     approve_over_usd: Decimal | None = None
+    rate: Rate | None = None
 
     def __post_init__(self) -> None:
+        if self.rate is not None and not isinstance(self.rate, Rate):
+            raise ConfigurationError(f"tool policy: rate must be a paymaster.Rate, got {type(self.rate).__name__}")
         for name in ("min_budget_usd", "approve_over_usd"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value < 0):
@@ -120,6 +126,7 @@ def tool(
     min_budget_usd: Decimal | str | None = None,
     approve_after_calls: int | None = None,
     approve_over_usd: Decimal | str | None = None,
+    rate: Rate | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -133,10 +140,11 @@ def tool(
     min_budget_usd: Decimal | str | None = None,
     approve_after_calls: int | None = None,
     approve_over_usd: Decimal | str | None = None,
+    rate: Rate | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Decorator: a typed function as a Tool, optionally priced and guarded (see ``ToolPolicy``).
 
-    ``@tool(price_usd="0.10", min_budget_usd="1", approve_after_calls=50)``.
+    ``@tool(price_usd="0.10", min_budget_usd="1", approve_after_calls=50, rate=Rate(calls_per_minute=10))``.
     """
     if fn is not None:
         return Tool.from_function(fn)
@@ -145,6 +153,7 @@ def tool(
         min_budget_usd=_dollars(min_budget_usd, "min_budget_usd"),
         approve_after_calls=approve_after_calls,
         approve_over_usd=_dollars(approve_over_usd, "approve_over_usd"),
+        rate=rate,
     )
     return lambda f: Tool.from_function(f, name=name, price_usd=price_usd, policy=policy)
 

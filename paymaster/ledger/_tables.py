@@ -227,6 +227,25 @@ class ServedModelRecord(SQLModel, table=True):
     first_seen: float
 
 
+class RateAdmissionRecord(SQLModel, table=True):
+    """One call admitted under a rate: when, and what it counts against one rate key (``agent:refund``).
+
+    Rows older than the longest window (an hour) are pruned as new calls are admitted.
+    """
+
+    __tablename__ = "rate_admissions"
+    __table_args__ = (Index("ix_rate_admissions_key_at", "key", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str
+    at: float  # seconds since the epoch, on the admitting process's clock
+    task_id: str
+    calls: int = _counter()
+    tool_calls: int = _counter()
+    tokens: int = _counter()
+    picos: int = _counter()
+
+
 def add_missing_indexes(conn: Connection) -> None:
     """Create the indexes this schema declares on tables an older Paymaster made (``create_all`` skips those).
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from ..errors import AgentDefinitionError, ConfigurationError
-from ..executors import CapPolicy, Tool
+from ..executors import CapPolicy, Rate, Tool
 from ..ledger._economics import parse_human_cost
 from ..planners import LLMPlanner, Plan, Planner, SingleStepPlanner, is_simple
 from ..planners._plan import Complexity
@@ -51,6 +51,9 @@ class Agent:
     """``"auto"``: each call's ``max_tokens`` (and so its hold) comes from this agent's observed reply
     lengths (p99 x 1.5, within the tier's maximum); a reply cut at that limit is asked again with the
     tier's maximum, budget permitting. ``None``: the tier's ``max_tokens``."""
+    rate: ClassVar[Rate | None] = None
+    """How fast this agent may call, over all its tasks and every process on the ledger
+    (``Rate(calls_per_minute=60)``); a call over it waits its turn (``Runtime(rate_wait=...)``)."""
     human_cost_usd: ClassVar[str | None] = None
     """What one successful outcome costs when a person does it, in dollars (e.g. ``"8.50"``), for unit
     economics: ``paymaster report --agents FILE`` reads it to show this agent's ROI. The ledger does not hold it."""
@@ -118,6 +121,10 @@ class Agent:
             )
         if cls.role is not None and (not isinstance(cls.role, str) or not cls.role):
             raise AgentDefinitionError(f"{where}: role must be a non-empty string or None, got {cls.role!r}")
+        if cls.rate is not None and not isinstance(cls.rate, Rate):
+            raise AgentDefinitionError(
+                f"{where}: rate must be a paymaster.Rate, e.g. Rate(calls_per_minute=60); got {cls.rate!r}"
+            )
         if cls.max_tokens not in (None, "auto"):
             raise AgentDefinitionError(
                 f"{where}: max_tokens is \"auto\" or None (a tier's max_tokens sets the number), got {cls.max_tokens!r}"

@@ -15,25 +15,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..executors import Rate
 from ..ledger import Caps
 from ._budget import Budget
 
 _TAG = re.compile(r"^tag:([^=:\s]+)=([^:\s]+)$")
 _PLAIN = re.compile(r"^(agent|tenant):([^:\s]+)$")
+_TOOL = re.compile(r"^tool:([^:\s]+)$")
 
 
 @dataclass(frozen=True)
 class Limit:
-    """Caps for one scope (``"tenant:acme"``, ``"agent:refund"``, ``"tag:team=support"``) per day and month."""
+    """Caps for one scope (``"tenant:acme"``, ``"agent:refund"``, ``"tag:team=support"``) per day and month.
+
+    ``rate`` limits how fast the scope may call (``Rate(calls_per_minute=60)``);
+    a tool (``"tool:search"``) takes a rate only.
+    """
 
     account: str
     day: Budget | None = None
     month: Budget | None = None
+    rate: Rate | None = None
 
     def __post_init__(self) -> None:
+        if self.rate is not None and not isinstance(self.rate, Rate):
+            raise ConfigurationError(f"limit {self.account!r}: rate= must be a paymaster.Rate")
+        if isinstance(self.account, str) and _TOOL.match(self.account):
+            if self.day is not None or self.month is not None:
+                raise ConfigurationError(
+                    f"limit {self.account!r}: a tool takes only rate= (day and month budgets are per agent, tenant "
+                    "or tag)"
+                )
+            if self.rate is None:
+                raise ConfigurationError(f"limit {self.account!r} sets no rate=; give a Rate")
+            return
         parse_scope(self.account)
-        if self.day is None and self.month is None:
-            raise ConfigurationError(f"limit {self.account!r} sets neither day= nor month=; give at least one Budget")
+        if self.day is None and self.month is None and self.rate is None:
+            raise ConfigurationError(
+                f"limit {self.account!r} sets none of day=, month= or rate=; give at least one"
+            )
         for period, budget in (("day", self.day), ("month", self.month)):
             if budget is None:
                 continue
@@ -74,9 +94,12 @@ class Limits:
         for limit in limits:
             if not isinstance(limit, Limit):
                 raise ConfigurationError(f"limits must be paymaster.Limit objects, got {type(limit).__name__}")
-            scope, key = parse_scope(limit.account)
             if limit.account in self._by_scope:
                 raise ConfigurationError(f"two limits for {limit.account!r}; merge them into one Limit")
+            if _TOOL.match(limit.account):
+                self._by_scope[limit.account] = limit
+                continue
+            scope, key = parse_scope(limit.account)
             if scope == "tag":
                 tag_key = key.split("=", 1)[0]
                 if self.tag_keys is None:
@@ -93,18 +116,28 @@ class Limits:
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any], tag_keys: Iterable[str] | None, where: str) -> Limits:
-        """Parse ``[limits."tenant:acme"] day = {usd = "50"}`` tables."""
+        """Parse ``[limits."tenant:acme"] day = {usd = "50"}`` and ``rate = {calls_per_minute = 60}`` tables."""
         limits = []
         for account, spec in table.items():
-            if not isinstance(spec, Mapping) or set(spec) - {"day", "month"}:
-                raise ConfigurationError(f"{where}: limits.{account!r} takes only day = {{...}} and month = {{...}}")
-            try:
-                limits.append(
-                    Limit(account, **{p: Budget(**b) for p, b in spec.items()})
+            if not isinstance(spec, Mapping) or set(spec) - {"day", "month", "rate"} or not all(
+                isinstance(v, Mapping) for v in spec.values()
+            ):
+                raise ConfigurationError(
+                    f"{where}: limits.{account!r} takes only day = {{...}}, month = {{...}} and rate = {{...}}"
                 )
-            except ValueError as exc:
+            try:
+                day, month, rate = (spec.get(p) for p in ("day", "month", "rate"))
+                limits.append(Limit(
+                    account, day=None if day is None else Budget(**day),
+                    month=None if month is None else Budget(**month), rate=None if rate is None else Rate(**rate),
+                ))
+            except (ValueError, TypeError) as exc:
                 raise ConfigurationError(f"{where}: limits.{account!r}: {exc}") from None
         return cls(limits, tag_keys)
+
+    def rates(self) -> dict[str, Rate]:
+        """The rate of every scope or tool that has one."""
+        return {scope: limit.rate for scope, limit in self._by_scope.items() if limit.rate is not None}
 
     def check_tags(self, tags: Mapping[str, str]) -> None:
         """Reject tags whose keys were not declared (when keys are declared)."""

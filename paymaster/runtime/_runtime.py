@@ -26,6 +26,7 @@ from ..executors import (
     Halt,
     ModelRejected,
     Observer,
+    RateGate,
     RetryPolicy,
     RunCharges,
     TaskView,
@@ -78,7 +79,9 @@ class Runtime:
     of workers on one busy budget; ``heartbeat_seconds``, how long this worker
     may be silent before others take it for dead. ``shadow`` re-runs a sample of subtasks on
     a reference tier in the background, on a budget of its own, to keep
-    measuring the router's quality (see ``Shadow``).
+    measuring the router's quality (see ``Shadow``). A call over a rate
+    (``Agent.rate``, ``Limit(rate=...)``, ``@tool(rate=...)``) waits its turn
+    up to ``rate_wait`` seconds, then the task ends as ``rate_limited``.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Runtime:
         leases: bool = False,
         heartbeat_seconds: float | None = None,
         shadow: Shadow | None = None,
+        rate_wait: float = 60.0,
     ) -> None:
         settings = Settings.resolve(
             config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
@@ -125,7 +129,12 @@ class Runtime:
         self.cache, self._owns_cache = open_cache(cache, self.ledger)
         self.planner: Planner = planner or SingleStepPlanner()
         self.approver = approver
-        self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry, budget_wait)
+        self.rates = RateGate(self.ledger, rate_wait)
+        for key, rate in self.limits.rates().items():
+            self.rates.add(key, rate)
+        self._rated: set[type[Agent]] = set()
+        self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry, budget_wait,
+                                  rates=self.rates)
         self._executor = Executor(self._guard)
         self._running: dict[str, _Running] = {}
         self.observers: list[Observer] = list(observers)
@@ -213,7 +222,8 @@ class Runtime:
                 status = TaskStatus.BUDGET_EXCEEDED
                 stop_reason = f"wall_seconds cap reached: the task ran for {task.budget.wall_seconds}s"
         except BudgetStop as stop:
-            status = TaskStatus.KILLED if stop.killed else TaskStatus.BUDGET_EXCEEDED
+            status = (TaskStatus.KILLED if stop.killed else TaskStatus.RATE_LIMITED if stop.rate_limited
+                      else TaskStatus.BUDGET_EXCEEDED)
             stop_reason = stop.reason
         except Halt as halt:
             status, stop_reason = TaskStatus.HALTED, halt.reason
@@ -346,6 +356,9 @@ class Runtime:
         merged = agent.budget.merged(budget)
         check_agent(agent, merged, tiers=self.tiers, router=self.router, providers=self._providers,
                     prices=self.prices, approve=self.approver is not None)
+        if agent not in self._rated:  # the rates an agent class and its tools declare, once per class
+            self._rated.add(agent)
+            self.rates.declare(agent.name, agent.rate, agent.tools)
         return Task(
             id=new_task_id(), agent=agent.name, agent_version=agent.version, input=input,
             tenant=tenant, tags=clean_tags, budget=merged,

@@ -24,6 +24,7 @@ class TaskStatus(StrEnum):
     INTERRUPTED = "interrupted"
     MODEL_REJECTED = "model_rejected"
     HALTED = "halted"
+    RATE_LIMITED = "rate_limited"
 
 
 class Task(BaseModel):
