@@ -60,6 +60,7 @@ class TaskRecord(SQLModel, table=True):
     parent_id: str | None = Field(default=None, index=True)
     depth: int = 0
     owner: str = ""  # host:pid of the process running it, to spot tasks orphaned by a crash
+    policy_version: str | None = None  # the policy_version of the config it ran under
     created_at: float = Field(index=True)
     finished_at: float | None = None
 

@@ -17,6 +17,7 @@ from ..planners import Complexity
 from ..pricing import PriceBook, parse_price_overrides
 from ..router import Router, Tier, TierTable, load_config, load_router, tier_table_from_config
 from ._limits import Limit, Limits
+from ._policies import Policies
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Settings:
     limits: Limits
     data: Mapping[str, Any]
     base: Path
+    policies: Policies
 
     @classmethod
     def resolve(
@@ -59,7 +61,7 @@ class Settings:
         scoped = Limits(limits, keys) if limits is not None else Limits.from_config(data.get("limits", {}), keys, where)
         base = Path(config).parent if config is not None else Path(".")
         check_tier_prices(table, book, "Runtime(tiers=...)" if tiers is not None else where)
-        return cls(table, book, scoped, data, base)
+        return cls(table, book, scoped, data, base, Policies.from_config(data, where, table))
 
     def router(self, given: Router | str | Path | None) -> Router:
         """The router given in code, else the config's ``[router] policy`` (or ``thresholds``) file, else routes."""

@@ -109,11 +109,15 @@ class Runtime:
         heartbeat_seconds: float | None = None,
         shadow: Shadow | None = None,
         rate_wait: float = 60.0,
+        agents: Iterable[type[Agent]] | None = None,
     ) -> None:
         settings = Settings.resolve(
             config=config, tiers=tiers, routes=routes, prices=prices, limits=limits, tag_keys=tag_keys
         )
         self.tiers, self.prices, self.limits = settings.tiers, settings.prices, settings.limits
+        self.policies = settings.policies
+        if agents is not None:
+            self.policies.check_agents(agents, str(config or "Runtime(agents=...)"))
         thresholds = tuple(alert_thresholds)
         if any(not 0 < t <= 1 for t in thresholds):
             raise ConfigurationError(f"alert_thresholds are fractions of a cap in (0, 1], got {thresholds}")
@@ -165,6 +169,7 @@ class Runtime:
         ``Budget.depth`` bounds how deep such nesting goes.
         """
         await self._guard.turns.take()  # a thousand tasks starting at once start a few per loop pass
+        agent = self.policies.apply(agent)  # the config's [agents.NAME] and [tools.NAME] settings
         task = self._new_task(agent, input, tenant, tags, budget)
         parent = _CURRENT.get()
         running = self._open(task, parent)
@@ -332,6 +337,7 @@ class Runtime:
                 "tags": task.tags, "budget": _budget_record(task.budget),
                 "input_preview": task.input[:500], "created_at": time.time(), "depth": depth,
                 "parent_id": None if parent is None else parent.task.id, "owner": f"{HOST}:{os.getpid()}",
+                "policy_version": self.policies.version,
             },
             {**own, **chain},
         )

@@ -1,0 +1,161 @@
+"""Policies as code: the TOML config's [agents.*] and [tools.*] tables, checked at load, versioned on each task."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from paymaster import (
+    Agent,
+    Budget,
+    ConfigurationError,
+    Ledger,
+    ModelResponse,
+    Rate,
+    Runtime,
+    ScriptedProvider,
+    TaskStatus,
+    Usage,
+    tool,
+)
+from paymaster.providers import ToolCall
+
+USAGE = Usage(input_tokens=20, output_tokens=5)
+CALLED: list[str] = []
+
+
+@tool(price_usd="0.10")
+def market_data(symbol: str) -> str:
+    """Premium market data for a symbol."""
+    CALLED.append(symbol)
+    return f"{symbol}: 101.5"
+
+
+class Trader(Agent):
+    name = "trader"
+    budget = Budget(usd="10")
+    tools = [market_data]  # noqa: RUF012
+
+
+POLICY = """
+policy_version = "2026-11-30.1"
+
+[agents.trader]
+budget = {usd = "0.50", steps = 4}
+role = "intern"
+human_cost_usd = "8.50"
+rate = {calls_per_minute = 30}
+
+[tools.market_data]
+roles = ["analyst"]
+"""
+
+
+def _asks_for_market_data() -> ScriptedProvider:
+    ask = ModelResponse(text="", usage=USAGE, model="gpt-4o-mini",
+                        tool_calls=(ToolCall(id="c1", name="market_data", arguments={"symbol": "ACME"}),))
+    return ScriptedProvider([ask, "done"], usage=USAGE)
+
+
+def test_the_config_sets_agent_and_tool_policies_and_each_task_records_its_version(tmp_path: Path) -> None:
+    config = tmp_path / "paymaster.toml"
+    config.write_text(POLICY)
+    CALLED.clear()
+    with Runtime(ledger=tmp_path / "l.db", provider=_asks_for_market_data(), config=config,
+                 agents=[Trader]) as rt:
+        outcome = rt.run_sync(Trader, "Price ACME.")
+        task = rt.ledger.task(outcome.task_id)
+        steps = rt.ledger.steps(outcome.task_id)
+        rules = rt.rates.rules["agent:trader"]
+    assert outcome.status is TaskStatus.SUCCEEDED
+    assert task is not None and task.policy_version == "2026-11-30.1"
+    assert task.budget == {"usd": "0.50", "steps": 4}  # the file's budget, not the class's $10
+    # The file made the tool analysts-only and the agent an intern: the tool was never called.
+    assert CALLED == []
+    (refused,) = [s for s in steps if s.kind == "tool"]
+    assert refused.status == "refused" and refused.error is not None and "role ['analyst']" in refused.error
+    assert [r.limit for r in rules] == [30]
+    assert Trader.budget == Budget(usd="10") and Trader.role is None  # the class itself is untouched
+
+
+def test_without_a_config_tasks_record_no_policy_version(tmp_path: Path) -> None:
+    with Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(usage=USAGE)) as rt:
+        outcome = rt.run_sync(Trader, "hello")
+        task = rt.ledger.task(outcome.task_id)
+    assert task is not None and task.policy_version is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[agents.trader]\nrate = {calls_per_minute = -5}\n',
+         r"agents.trader: Rate\(calls_per_minute=...\): Input should be greater than 0, got -5"),
+        ('[agents.trader]\nbudgett = {usd = "1"}\n', r"agents.trader: unknown setting\(s\) \['budgett'\]"),
+        ('[agents.trader]\nroutes = {complex = "frontier"}\n',
+         r"routes.complex names unknown tier 'frontier'; the tiers are \['fast', 'balanced', 'deep'\]"),
+        ('[agents.trader]\nhuman_cost_usd = "-3"\n', "human_cost_usd must be a non-negative dollar amount"),
+        ('[tools.market_data]\napprove_after_calls = -1\n', "tools.market_data: approve_after_calls must be"),
+        ('[tools.market_data]\nroles = "analyst"\n', "roles must be a list of role names"),
+        ('policy_version = ""\n', "policy_version must be a string"),
+        ('[agents.tradr]\nrole = "analyst"\n', r"\[agents.tradr\] names no agent; the agents are \['trader'\]"),
+        ('[tools.market_dta]\nroles = ["analyst"]\n',
+         r"\[tools.market_dta\] names no tool of these agents; the tools are \['market_data'\]"),
+    ],
+)
+def test_a_bad_policy_file_is_refused_at_load_naming_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "paymaster.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), config=config, agents=[Trader])
+
+
+def test_a_ledger_from_before_policy_versions_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Ledger(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE tasks DROP COLUMN policy_version")  # as an older Paymaster wrote it
+    config = tmp_path / "paymaster.toml"
+    config.write_text('policy_version = "7"\n')
+    with Runtime(ledger=path, provider=ScriptedProvider(usage=USAGE), config=config) as rt:
+        task = rt.ledger.task(rt.run_sync(Trader, "hello").task_id)
+    assert task is not None and task.policy_version == "7"
+
+
+def test_an_agent_rate_in_code_still_applies_when_the_file_sets_other_things(tmp_path: Path) -> None:
+    class Paced(Agent):
+        name = "paced"
+        rate = Rate(calls_per_minute=12)
+
+    config = tmp_path / "paymaster.toml"
+    config.write_text('[agents.paced]\nhuman_cost_usd = "2"\n')
+    with Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(usage=USAGE), config=config) as rt:
+        rt.run_sync(Paced, "hello")
+        assert [r.limit for r in rt.rates.rules["agent:paced"]] == [12]
+
+
+def test_the_readme_policies_snippet_runs_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+    import runpy
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Policies as code\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    (tmp_path / "snippet.py").write_text(code.group(1), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "snippet.py"), run_name="__main__")
+    assert capsys.readouterr().out == "succeeded 2026-11-30.1\n"
+    text = (tmp_path / "paymaster.toml").read_text()
+    for wrong, bad, message in [
+        ("calls_per_minute = 60", "calls_per_minute = -5", "Input should be greater than 0, got -5"),
+        ("[tools.market_data]", "[tools.market_dta]", "names no tool of these agents"),
+        ('role = "analyst"', 'routes = {complex = "frontier"}', "unknown tier 'frontier'"),
+    ]:
+        (tmp_path / "bad.toml").write_text(text.replace(wrong, bad, 1))
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), config=tmp_path / "bad.toml",
+                    agents=[Trader])
