@@ -6,7 +6,7 @@ the task ends `budget_exceeded` at $0 and says which cap refused the call.
 
 import os
 
-from paymaster import Agent, Budget, Complexity, Runtime, ScriptedProvider
+from paymaster import Agent, Budget, Complexity, Rate, Runtime, ScriptedProvider
 
 
 class DeepResearch(Agent):
@@ -15,6 +15,7 @@ class DeepResearch(Agent):
     complexity = Complexity.COMPLEX
     budget = Budget(usd="0.02", steps=3)  # one deep call can cost up to ~$0.06: refused up front
     human_cost_usd = "60.00"  # a researcher's hour on a sourced brief; for ROI
+    rate = Rate(usd_per_hour="2.00")  # spend pace across every task and process
 
 
 AGENT = DeepResearch

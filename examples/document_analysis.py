@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from paymaster import Agent, Budget, Complexity, ModelRequest, Plan, Runtime, ScriptedProvider, Subtask
+from paymaster import Agent, Budget, Complexity, ModelRequest, Plan, Rate, Runtime, ScriptedProvider, Subtask
 
 
 class DocumentAnalyst(Agent):
@@ -17,6 +17,7 @@ class DocumentAnalyst(Agent):
     instructions = "You analyse business documents precisely. Quote figures exactly as written."
     budget = Budget(usd="0.10", steps=6)
     human_cost_usd = "15.00"  # an analyst's quarter hour per document; for ROI
+    rate = Rate(calls_per_minute=30)  # shared by every process on the ledger
 
     def make_plan(self, input: str) -> Plan:
         return Plan(subtasks=(

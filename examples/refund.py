@@ -10,7 +10,7 @@ import json
 import os
 import re
 
-from paymaster import Agent, Budget, ModelRequest, ModelResponse, Runtime, ScriptedProvider, tool
+from paymaster import Agent, Budget, ModelRequest, ModelResponse, Rate, Runtime, ScriptedProvider, tool
 from paymaster.providers import ToolCall, counted_usage
 
 ORDERS = {
@@ -19,13 +19,15 @@ ORDERS = {
 }
 
 
-@tool
+@tool(roles=["support"])
 def lookup_order(order_id: int) -> dict[str, object]:
     """Look up an order: item, total and delivery status."""
     return ORDERS.get(order_id, {"error": f"no order {order_id}"})
 
 
-@tool(price_usd="0.002")
+# Support agents only; past $0.05 of checks in one task each further check waits for a person's
+# approval; at most 30 checks a minute over every agent and process sharing the ledger.
+@tool(price_usd="0.002", roles=["support"], approve_over_usd="0.05", rate=Rate(calls_per_minute=30))
 def fraud_check(order_id: int, amount_usd: str) -> dict[str, object]:
     """Score the refund request for fraud (a paid third-party API: $0.002 a call)."""
     risky = float(amount_usd) >= 300
@@ -42,7 +44,9 @@ class RefundAgent(Agent):
     tools = [lookup_order, fraud_check]  # noqa: RUF012
     budget = Budget(usd="0.05", steps=6, tool_calls=4)
     human_cost_usd = "8.50"  # a support agent's cost per resolved refund ticket; for ROI
+    rate = Rate(calls_per_minute=60, usd_per_minute="0.50")  # shared by every process on the ledger
     on_cap = ("downgrade", "halt")
+    role = "support"
 
     def evaluate(self, output: str) -> bool:
         return output.startswith(("Refund approved", "Refund declined"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from paymaster import Agent, Budget, ModelRequest, Runtime, ScriptedProvider
+from paymaster import Agent, Budget, ModelRequest, Rate, Runtime, ScriptedProvider
 
 
 class ResearchReport(Agent):
@@ -18,6 +18,7 @@ class ResearchReport(Agent):
     max_subtasks = 5
     budget = Budget(usd="0.25", steps=8)
     human_cost_usd = "40.00"  # an engineer's hour on a short report; for ROI
+    rate = Rate(tokens_per_minute=200_000)  # counted at each call's worst case
 
     def evaluate(self, output: str) -> bool:
         return len(output.split()) >= 30

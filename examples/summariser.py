@@ -6,7 +6,7 @@ ANTHROPIC_API_KEY are set, otherwise offline on a scripted model (which keeps th
 
 import os
 
-from paymaster import Agent, Budget, Runtime, ScriptedProvider
+from paymaster import Agent, Budget, Rate, Runtime, ScriptedProvider
 
 
 class Summariser(Agent):
@@ -14,6 +14,7 @@ class Summariser(Agent):
     instructions = "Summarise the user's text in two sentences. Keep every number exactly as written."
     budget = Budget(usd="0.05", steps=5)
     human_cost_usd = "2.00"  # a few minutes of someone's time; for ROI
+    rate = Rate(calls_per_minute=120)
 
 
 AGENT = Summariser

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from paymaster import Agent, Budget, Complexity, ModelRequest, Runtime, ScriptedProvider
+from paymaster import Agent, Budget, Complexity, ModelRequest, Rate, Runtime, ScriptedProvider
 
 LABELS = ("billing", "bug", "account", "other")
 
@@ -20,6 +20,7 @@ class TicketTriage(Agent):
     complexity = Complexity.SIMPLE
     budget = Budget(usd="0.01", tokens=4_000, steps=2)
     human_cost_usd = "0.75"  # a minute of a support agent's time per ticket; for ROI
+    rate = Rate(calls_per_minute=300, usd_per_hour="1.00")
 
     def evaluate(self, output: str) -> bool:
         return output.strip().lower().rstrip(".") in LABELS

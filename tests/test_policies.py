@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,31 @@ def test_the_readme_policies_snippet_runs_as_printed(
         with pytest.raises(ConfigurationError, match=re.escape(message)):
             Runtime(ledger=tmp_path / "l.db", provider=ScriptedProvider(), config=tmp_path / "bad.toml",
                     agents=[Trader])
+
+
+def test_the_examples_declare_policies_and_report_shows_roi_per_agent_unasked(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from paymaster._files import load_module
+    from paymaster.cli import app
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
+    agents = [load_module(f, prefix="policy_example").AGENT for f in examples]
+    assert all(a.rate is not None and a.human_cost_usd is not None for a in agents)
+    runner = CliRunner()
+    db = str(tmp_path / "demo.db")
+    assert runner.invoke(app, ["demo", "--ledger", db]).exit_code == 0
+    shown = runner.invoke(app, ["report", "--ledger", db, "--format", "json"])  # no --agents, no --human-cost
+    assert shown.exit_code == 0, shown.output
+    economics = {e["agent"]: e for e in json.loads(shown.output)["unit_economics"]}
+    assert {a.name: Decimal(economics[a.name]["human_cost_usd"]) for a in agents} == {
+        a.name: Decimal(a.human_cost_usd) for a in agents  # type: ignore[arg-type]
+    }
+    refund = economics["refund"]
+    assert refund["succeeded"] == 2 and refund["roi"] is not None and Decimal(refund["roi"]) > 0
+    # A figure given at report time wins over the recorded one.
+    shown = runner.invoke(app, ["report", "--ledger", db, "--format", "json", "--human-cost", "refund=0.001"])
+    refund = {e["agent"]: e for e in json.loads(shown.output)["unit_economics"]}["refund"]
+    assert Decimal(refund["human_cost_usd"]) == Decimal("0.001") and refund["over_human_cost"] is True

@@ -2,8 +2,9 @@
 
 Unit economics, per agent over a scope: cost per successful outcome (everything
 spent, failures too, over the priced successes, as in ``Summary``), compared
-with the cost of a human doing the same outcome, which the ledger does not hold
-(it is a business figure, given at report time). ROI = (human cost - agent
+with the cost of a human doing the same outcome: the ``human_cost_usd`` the
+agent declared, recorded on each of its tasks (the latest in the scope counts),
+or a figure given at report time, which wins. ROI = (human cost - agent
 cost per success) / agent cost per success. The token efficiency ratio is the
 agent's output tokens over all its tokens (input + output, summed over every
 call of its tasks): the share of what it paid for that it produced rather than
@@ -128,6 +129,23 @@ def unit_economics(
                        int(tin), int(tout), costs.get(str(agent)))
         for agent, n, ok, unpriced, picos, priced_ok, tin, tout in rows
     ]
+
+
+def recorded_human_costs(source: Source, scope: Scope | None = None) -> dict[str, Decimal]:
+    """Per agent, the human cost per outcome its latest task in the scope recorded (agents that declared one)."""
+    reader = as_reader(source)
+    if reader.dialect == "sqlite" and not any(
+        row[1] == "human_cost_picos" for row in reader.rows("PRAGMA table_info(tasks)")
+    ):
+        return {}  # a ledger written before tasks recorded it (read as it is: readers do not upgrade it)
+    cond, params = where(reader, scope or Scope())
+    rows = reader.rows(
+        "SELECT t.agent, t.human_cost_picos FROM tasks t JOIN (SELECT tasks.agent AS agent, MAX(tasks.created_at) "
+        f"AS latest FROM tasks WHERE {cond} AND tasks.human_cost_picos IS NOT NULL GROUP BY tasks.agent) m "
+        "ON t.agent = m.agent AND t.created_at = m.latest WHERE t.human_cost_picos IS NOT NULL",
+        params,
+    )
+    return {str(agent): from_picos(int(picos)) for agent, picos in rows}
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ class TaskRecord(SQLModel, table=True):
     depth: int = 0
     owner: str = ""  # host:pid of the process running it, to spot tasks orphaned by a crash
     policy_version: str | None = None  # the policy_version of the config it ran under
+    human_cost_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    """What a person costs per successful outcome, as the agent declared it when the task ran (for ROI)."""
     created_at: float = Field(index=True)
     finished_at: float | None = None
 

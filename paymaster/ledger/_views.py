@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._money import from_picos, plain_usd
-from ._economics import SURGE_FACTOR, AgentEconomics, Surge, model_changes, unit_economics
+from ._economics import SURGE_FACTOR, AgentEconomics, Surge, model_changes, recorded_human_costs, unit_economics
 from ._queries import (
     Anomalies,
     Distribution,
@@ -169,7 +169,8 @@ def build_report(
     """Run the report's queries once: totals, percentiles, top spenders, showback, top anomalies (and charts;
     unit economics against ``human_costs``, dollars per outcome by agent; changes of model or version).
 
-    Unit economics and surges are asked for: surges read every step, a second or so per million steps.
+    Unit economics show when asked for or when some agent's tasks recorded a human cost (``human_costs``
+    win over those); surges are asked for: they read every step, a second or so per million steps.
     """
     reader = as_reader(source)
     scope = scope or Scope()
@@ -177,9 +178,10 @@ def build_report(
         raise ValueError(f"group by 'tenant', 'agent' or 'tag:KEY', not {by!r}")
     with reader.snapshot():  # one state of the ledger, so the sections add up while tasks keep finishing
         report = _build(reader, scope, by, limit, anomaly_limit, charts)
+        costs = {**recorded_human_costs(reader, scope), **(human_costs or {})}
         return replace(
             report,
-            economics=unit_economics(reader, scope, human_costs) if economics or human_costs else None,
+            economics=unit_economics(reader, scope, costs) if economics or costs else None,
             changes=model_changes(reader, scope, factor=surge_factor) if surges else None,
         )
 

@@ -56,7 +56,7 @@ class Agent:
     (``Rate(calls_per_minute=60)``); a call over it waits its turn (``Runtime(rate_wait=...)``)."""
     human_cost_usd: ClassVar[str | None] = None
     """What one successful outcome costs when a person does it, in dollars (e.g. ``"8.50"``), for unit
-    economics: ``paymaster report --agents FILE`` reads it to show this agent's ROI. The ledger does not hold it."""
+    economics: each task records it, and ``paymaster report`` shows this agent's ROI against it."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from functools import lru_cache, partial
 from pathlib import Path
 from types import TracebackType
@@ -12,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from .._money import from_picos
+from .._money import from_picos, to_picos
 from ..errors import ConfigurationError, PaymasterError
 from ..executors import (
     Approver,
@@ -172,7 +173,7 @@ class Runtime:
         agent = self.policies.apply(agent)  # the config's [agents.NAME] and [tools.NAME] settings
         task = self._new_task(agent, input, tenant, tags, budget)
         parent = _CURRENT.get()
-        running = self._open(task, parent)
+        running = self._open(task, parent, agent.human_cost_usd)
         view = TaskView(
             task_id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
             tags=dict(task.tags), budget=dict(_budget_record(task.budget)),
@@ -323,7 +324,7 @@ class Runtime:
         )
         return await planner_for(agent, self.planner).plan(task.input, plan_ctx)
 
-    def _open(self, task: Task, parent: _Running | None) -> _Running:
+    def _open(self, task: Task, parent: _Running | None, human_cost_usd: str | None = None) -> _Running:
         """Record the task and create its accounts: its own, its retries', and every account above it."""
         chain = self.limits.chain(task.agent, task.tenant, task.tags)
         caps_own, caps_retries = _budget_caps(task.budget)
@@ -338,6 +339,7 @@ class Runtime:
                 "input_preview": task.input[:500], "created_at": time.time(), "depth": depth,
                 "parent_id": None if parent is None else parent.task.id, "owner": f"{HOST}:{os.getpid()}",
                 "policy_version": self.policies.version,
+                "human_cost_picos": None if human_cost_usd is None else to_picos(Decimal(human_cost_usd)),
             },
             {**own, **chain},
         )
