@@ -21,6 +21,7 @@ from ._tables import usd as fmt_usd
 if TYPE_CHECKING:  # imported when the command runs, so `paymaster --help` does not pay for them
     from ..ledger._economics import AgentEconomics, Surge
     from ..ledger._queries import Anomalies, Distribution, Scope, Spend, Summary
+    from ..ledger._raises import CapRaise
     from ..ledger._shadows import ShadowDay
     from ..ledger._views import Report
 
@@ -152,6 +153,18 @@ def shadow_table(days: list[ShadowDay]) -> Table:
     return table
 
 
+def raises_table(raises: list[CapRaise]) -> Table:
+    """Temporary raises of agents' task caps: by how much, from when until when, and why."""
+    table = Table(title="Temporary cap raises (an agent's task caps times the factor, while someone looks)",
+                  title_justify="left")
+    for name in ("agent", "factor", "from (UTC)", "until (UTC)", "why"):
+        table.add_column(name, justify="right" if name == "factor" else "left", no_wrap=name != "why")
+    for r in raises:
+        start, end = (dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M") for t in (r.starts_at, r.ends_at))
+        table.add_row(escape(r.agent), f"{r.factor}x", start, end, escape(r.reason))
+    return table
+
+
 def summary_table(s: Summary) -> Table:
     """Tasks, success rate, cost, baseline, savings, cost per outcome and the cache."""
     table = Table(title="Summary", title_justify="left", show_header=False)
@@ -268,6 +281,8 @@ def print_report(report: Report) -> None:
         else:
             console.print(f"No surges: {len(report.changes)} change(s) of model or version, none raised cost per "
                           "task over the factor.", markup=False)
+    if report.raises:
+        console.print(raises_table(report.raises))
 
 
 def report_command(

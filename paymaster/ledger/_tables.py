@@ -249,6 +249,19 @@ class RateAdmissionRecord(SQLModel, table=True):
     picos: int = _counter()
 
 
+class CapRaiseRecord(SQLModel, table=True):
+    """A temporary raise of an agent's task caps: by ``factor``, from ``starts_at`` until ``ends_at``, and why."""
+
+    __tablename__ = "cap_raises"
+
+    id: int | None = Field(default=None, primary_key=True)
+    agent: str = Field(index=True)
+    factor: str  # a Decimal, as text: exact on every database
+    starts_at: float
+    ends_at: float
+    reason: str
+
+
 def add_missing_indexes(conn: Connection) -> None:
     """Create the indexes this schema declares on tables an older Paymaster made (``create_all`` skips those).
 

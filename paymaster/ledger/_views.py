@@ -25,6 +25,7 @@ from ._queries import (
     median_picos,
     where,
 )
+from ._raises import CapRaise, cap_raises
 from ._reader import Reader, as_reader
 from ._shadows import ShadowDay, shadow_day_dict, shadow_days, shadow_records
 
@@ -100,6 +101,7 @@ class Report:
     economics: list[AgentEconomics] | None = None  # per agent, name order (None: not asked for)
     changes: list[Surge] | None = None  # every model or version change, ``surged`` marking jumps (None: not asked)
     shadow: list[ShadowDay] = field(default_factory=list)  # the router's quality measured by shadow runs, per day
+    raises: list[CapRaise] = field(default_factory=list)  # temporary cap raises in force during the scope
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -183,6 +185,7 @@ def build_report(
             report,
             economics=unit_economics(reader, scope, costs) if economics or costs else None,
             changes=model_changes(reader, scope, factor=surge_factor) if surges else None,
+            raises=cap_raises(reader, scope),
         )
 
 
@@ -320,6 +323,11 @@ def report_dict(report: Report) -> dict[str, Any]:
         "unit_economics": None if report.economics is None else [_economics(e) for e in report.economics],
         "model_changes": None if report.changes is None else [_change(c) for c in report.changes],
         "shadow_quality": [shadow_day_dict(d) for d in report.shadow],
+        "cap_raises": [
+            {"agent": r.agent, "factor": str(r.factor), "from": _iso(r.starts_at), "until": _iso(r.ends_at),
+             "reason": r.reason}
+            for r in report.raises
+        ],
     }
     return data
 
@@ -386,4 +394,7 @@ def report_rows(report: Report) -> list[dict[str, Any]]:
     for c in data["model_changes"] or []:
         rows += [{"section": "model_change", "key": f"{c['agent']} {c['at']}", "metric": k, "value": v}
                  for k, v in c.items() if k not in ("agent", "at")]
+    for r in data["cap_raises"]:
+        rows += [{"section": "cap_raise", "key": f"{r['agent']} {r['from']}", "metric": k, "value": v}
+                 for k, v in r.items() if k not in ("agent", "from")]
     return rows

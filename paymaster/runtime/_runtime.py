@@ -46,6 +46,7 @@ from ._budget import Budget
 from ._checks import Providers, check_agent, check_router, check_run_args, check_served
 from ._config import Settings, open_cache, open_ledger
 from ._limits import Limit, kill_scopes
+from ._raised import RaisedCaps
 from ._running import CURRENT as _CURRENT
 from ._running import Running as _Running
 from ._shadow import Shadow, Shadower
@@ -138,6 +139,7 @@ class Runtime:
         for key, rate in self.limits.rates().items():
             self.rates.add(key, rate)
         self._rated: set[type[Agent]] = set()
+        self.raised = RaisedCaps(self.ledger)
         self._guard = BudgetGuard(self.ledger, self.prices, self.tiers, self.provider_for, retry, budget_wait,
                                   rates=self.rates)
         self._executor = Executor(self._guard)
@@ -171,6 +173,7 @@ class Runtime:
         """
         await self._guard.turns.take()  # a thousand tasks starting at once start a few per loop pass
         agent = self.policies.apply(agent)  # the config's [agents.NAME] and [tools.NAME] settings
+        agent = await self.raised.apply(agent)  # a temporary cap raise after a surge, while one is in force
         task = self._new_task(agent, input, tenant, tags, budget)
         parent = _CURRENT.get()
         running = self._open(task, parent, agent.human_cost_usd)

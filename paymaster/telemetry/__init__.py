@@ -6,6 +6,6 @@ package never needs the ``otel`` extra; constructing ``OpenTelemetry`` does.
 
 from ._anomalies import LiveAnomalies, LiveAnomaly
 from ._otel import OpenTelemetry
-from ._surges import SurgeAlert, SurgeAlerts
+from ._surges import RaiseCaps, SurgeAlert, SurgeAlerts
 
-__all__ = ["LiveAnomalies", "LiveAnomaly", "OpenTelemetry", "SurgeAlert", "SurgeAlerts"]
+__all__ = ["LiveAnomalies", "LiveAnomaly", "OpenTelemetry", "RaiseCaps", "SurgeAlert", "SurgeAlerts"]

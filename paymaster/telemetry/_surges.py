@@ -7,6 +7,12 @@ finished tasks, so the check runs when tasks finish: on a worker thread, for the
 agents whose tasks finished since the last check, at most every
 ``refresh_seconds``. Alerts reach the listener on the event loop, at the next
 task start or end after the check, once per agent and change.
+
+With ``raise_caps``, an alert also raises the agent's task caps for a while
+(a ``cap_raises`` ledger row, applied by every runtime on the ledger and
+listed by ``paymaster report``): by the surge's ratio, at most the configured
+factor (itself at most 3x), for at most a day, so that tasks keep finishing
+while someone looks into the change, and no raise outlives that look.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._money import fmt_usd
 from ..errors import ConfigurationError
 from ..ledger._economics import SURGE_FACTOR, Surge, surges
 from ..ledger._queries import Scope
+from ..ledger._raises import CapRaise, record_raise_tx
 from ..ledger._reader import Reader
 
 if TYPE_CHECKING:
@@ -29,14 +37,41 @@ if TYPE_CHECKING:
     from ..ledger import Ledger, Totals
 
 DEFAULT_WINDOW = 30 * 86_400  # judge changes among the last 30 days of tasks
+MAX_RAISE_FACTOR = Decimal(3)  # a raise is room to keep working while someone looks, not a new budget
+MAX_RAISE_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class RaiseCaps:
+    """On a surge, raise the agent's task caps by the surge's ratio, at most ``factor``, for ``seconds``."""
+
+    factor: Decimal | str = Decimal(2)
+    seconds: float = 4 * 3600.0
+
+    def __post_init__(self) -> None:
+        try:
+            factor = Decimal(self.factor)
+        except ArithmeticError:
+            factor = Decimal("NaN")
+        if not (factor.is_finite() and 1 < factor <= MAX_RAISE_FACTOR):
+            raise ConfigurationError(f"RaiseCaps(factor=...) is above 1 and at most {MAX_RAISE_FACTOR}, got "
+                                     f"{self.factor!r}")
+        if not 0 < self.seconds <= MAX_RAISE_SECONDS:
+            raise ConfigurationError(f"RaiseCaps(seconds=...) is above 0 and at most {MAX_RAISE_SECONDS:.0f} (a day), "
+                                     f"got {self.seconds!r}")
+        object.__setattr__(self, "factor", factor)
 
 
 @dataclass(frozen=True)
 class SurgeAlert:
-    """A change after which an agent's cost per task rose past the factor, and the figures that show it."""
+    """A change after which an agent's cost per task rose past the factor, and the figures that show it.
+
+    ``raised`` is the cap raise the alert recorded, when the alerts were given ``raise_caps``.
+    """
 
     surge: Surge
     message: str
+    raised: CapRaise | None = None
 
 
 def surge_message(s: Surge) -> str:
@@ -64,6 +99,7 @@ class SurgeAlerts:
         refresh_seconds: float = 60.0,
         listener: Callable[[SurgeAlert], object] | None = None,
         clock: Callable[[], float] = time.time,
+        raise_caps: RaiseCaps | None = None,
     ) -> None:
         try:
             self.factor = Decimal(factor)
@@ -79,6 +115,7 @@ class SurgeAlerts:
         self.refresh_seconds = refresh_seconds
         self.listener = listener
         self.clock = clock
+        self.raise_caps = raise_caps
         self.events: list[SurgeAlert] = []
         self.read_error: BaseException | None = None  # why the last background check failed, if it did
         self._seen: set[tuple[str, float, str]] = set()  # (agent, when, change): each alerts once
@@ -108,12 +145,22 @@ class SurgeAlerts:
             if key in self._seen:
                 continue
             self._seen.add(key)
-            alert = SurgeAlert(s, surge_message(s))
+            alert = SurgeAlert(s, surge_message(s), self._raise(s))
             new.append(alert)
             self.events.append(alert)
             if self.listener is not None:
                 self.listener(alert)
         return new
+
+    def _raise(self, s: Surge) -> CapRaise | None:
+        """Record a bounded raise of the agent's task caps for this surge (queued: never blocks the loop)."""
+        if self.raise_caps is None or s.ratio is None:
+            return None
+        now = self.clock()
+        factor = min(s.ratio, Decimal(self.raise_caps.factor))
+        raised = CapRaise(s.agent, factor, now, now + self.raise_caps.seconds, surge_message(s))
+        self.ledger.sql.submit(partial(record_raise_tx, raise_=raised))
+        return raised
 
     def _poll(self) -> None:
         """Deliver a finished background check; start another if agents are waiting and one is due."""
