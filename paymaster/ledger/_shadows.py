@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._money import from_picos, plain_usd, to_picos
 from ._queries import Scope, where
-from ._reader import Reader, as_reader
+from ._reader import Reader, as_reader, in_params
 
 if TYPE_CHECKING:
     from ._ledger import Ledger
@@ -83,8 +83,15 @@ def shadow_records(source: Reader | Ledger, scope: Scope | None = None) -> list[
         cond += " AND tasks.agent = :shadowagent"
         params["shadowagent"] = shadow_agent(scope.agent)
     else:
-        cond += " AND tasks.agent LIKE :shadowlike"
-        params["shadowlike"] = "%" + SHADOW_SUFFIX
+        # The shadow agents' names first (a walk of the agent index), then their rows through it:
+        # a suffix LIKE on every task row would read the whole table.
+        agents = [str(a) for (a,) in reader.rows("SELECT tasks.agent FROM tasks GROUP BY tasks.agent")
+                  if str(a).endswith(SHADOW_SUFFIX)]
+        if not agents:
+            return []
+        names, values = in_params("shadowagent", agents)
+        cond += f" AND tasks.agent IN {names}"
+        params.update(values)
     rows = reader.rows(
         "SELECT tasks.id, tasks.agent, tasks.plan, tasks.success, tasks.status, tasks.cost_picos, tasks.created_at "
         f"FROM tasks WHERE {cond} ORDER BY tasks.created_at, tasks.id",
