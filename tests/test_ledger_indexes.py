@@ -18,7 +18,7 @@ from tests.finops_helpers import add_task
 
 pytestmark = pytest.mark.ledgers
 
-REPORT = {"ix_tasks_agent_cost", "ix_tasks_daily"}  # on every database
+REPORT = {"ix_tasks_agent_cost", "ix_tasks_daily", "ix_tasks_human_cost"}  # on every database
 SQLITE_ONLY = {"ix_tasks_rollup"}  # PostgreSQL cannot order a json column
 
 

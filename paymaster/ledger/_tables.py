@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, Index, UniqueConstraint, inspect
+from sqlalchemy import JSON, BigInteger, Column, Connection, Index, UniqueConstraint, inspect, text
 from sqlmodel import Field, SQLModel
 
 
@@ -29,6 +29,9 @@ REPORT_INDEXES = (
     Index("ix_tasks_rollup", "tags", "agent", "tenant", "status", "success", "unpriced_calls", "cost_picos",
           "baseline_picos", "cache_hits", "saved_picos").ddl_if(dialect="sqlite"),
     Index("ix_tasks_daily", "created_at", "status", "unpriced_calls", "cost_picos", "agent"),
+    # Each agent's latest recorded human cost: only the tasks that recorded one.
+    Index("ix_tasks_human_cost", "agent", "created_at", "status", "human_cost_picos",
+          sqlite_where=text("human_cost_picos IS NOT NULL"), postgresql_where=text("human_cost_picos IS NOT NULL")),
 )
 # Indexes an older Paymaster made that these replace: dropped by the upgrade, so no write pays for them.
 RETIRED_INDEXES = {"tasks": ("ix_tasks_day",)}
