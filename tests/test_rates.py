@@ -35,6 +35,7 @@ class FakeClock:
         self.arrivals = arrivals
         self.arrived = 0
         self.all_arrived = anyio.Event()
+        self.admitted: list[float] = []  # when calls got through the gate
 
     def __call__(self) -> float:
         return self.now
@@ -62,7 +63,10 @@ def _rated(ledger: Path | str, clock: FakeClock, rate_wait: float, provider: Scr
         clock.arrived += 1
         if clock.arrived == clock.arrivals:
             clock.all_arrived.set()
-        return await admit(*args)
+        refused = await admit(*args)
+        if refused is None:
+            clock.admitted.append(clock.now)
+        return refused
 
     rt.rates.admit = counted  # type: ignore[method-assign]
     return rt
@@ -103,6 +107,29 @@ def test_a_burst_over_a_per_minute_rate_is_spread_out_and_nothing_is_lost(ledger
     assert _most_in_any_window(times) == 5
     # 23 calls at 5 a minute: the last four minutes into the burst, not sooner.
     assert times[-1] - started == pytest.approx(4 * 60)
+
+
+def test_a_minute_and_an_hour_limit_both_hold(ledger_path: Path) -> None:
+    class Hourly(Agent):
+        name = "hourly"
+        rate = Rate(calls_per_minute=5, calls_per_hour=7)
+
+    clock = FakeClock(arrivals=8)
+    with _rated(ledger_path, clock, rate_wait=4000) as rt:
+
+        async def eight() -> None:
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(rt.run, Hourly, f"job {i}")
+
+        started = clock.now
+        anyio.run(eight)
+        kept = [t - started for t in _admissions(rt.ledger, "agent:hourly")]
+        statuses = {t.status for t in rt.ledger.tasks(limit=20)}
+    # Five at once, two more a minute later (the hour's seventh), the eighth an hour after the first.
+    assert [t - started for t in clock.admitted] == pytest.approx([0, 0, 0, 0, 0, 60, 60, 3600])
+    assert statuses == {"succeeded"}
+    assert kept == pytest.approx([60, 60, 3600])  # rows out of every window were pruned as the eighth went
 
 
 def test_a_call_waits_its_turn_then_ends_the_task_as_rate_limited(ledger_path: Path) -> None:

@@ -34,6 +34,7 @@ from ._waiting import Reserver
 PositiveCount = Annotated[StrictInt, Field(gt=0)]
 PositiveUSD = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 _WINDOWS = {"minute": 60.0, "hour": 3600.0}
+PRUNE_SECONDS = 60.0  # how often admissions also delete rows that left every window
 _UNITS = {"calls": "calls", "tool_calls": "tool calls", "tokens": "tokens"}
 
 
@@ -168,6 +169,8 @@ class RateGate:
         self.sleep = sleep
         self.rules: dict[str, dict[RateRule, None]] = {}
         self._queues: dict[str, deque[_Waiter]] = {}
+        self._anchored: set[str] = set()  # keys whose anchor rows this gate saw committed
+        self._pruned: dict[str, float] = {}  # key -> when its rows that left every window are next deleted
 
     def add(self, key: str, rate: Rate) -> None:
         """Enforce ``rate`` on calls under ``key`` (``agent:NAME``, ``tenant:NAME``, ``tag:K=V``, ``tool:NAME``)."""
@@ -202,10 +205,17 @@ class RateGate:
                 waiter = self._join(busy)
                 await waiter.turn.wait()
             while True:
+                now = self.clock()
+                ensure = not self._anchored.issuperset(needs)
+                prune = any(now >= self._pruned.get(key, float("-inf")) for key in needs)
                 refusal = await self.ledger.sql.run(
-                    partial(admit_tx, rules=rules, needs=needs, now=self.clock(), task_id=ctx.task_id),
+                    partial(admit_tx, rules=rules, needs=needs, now=now, task_id=ctx.task_id, ensure=ensure,
+                            prune=prune),
                     locks=sorted(needs),
                 )
+                self._anchored.update(needs)  # committed: the anchor rows exist for good
+                if prune and refusal is None:
+                    self._pruned.update(dict.fromkeys(needs, now + PRUNE_SECONDS))
                 if refusal is None:
                     return None
                 if refusal.retry_at is None or refusal.retry_at > deadline:

@@ -54,40 +54,50 @@ class RateRefusal:
 
 
 def admit_tx(
-    tx: Tx, rules: Sequence[RateRule], needs: Mapping[str, Charge], now: float, task_id: str
+    tx: Tx, rules: Sequence[RateRule], needs: Mapping[str, Charge], now: float, task_id: str, *,
+    ensure: bool = True, prune: bool = True,
 ) -> RateRefusal | None:
     """Record the call under every key of ``rules`` if each rule has room at ``now``; else the refusal.
 
     When several rules refuse, the one whose room comes last is returned: no retry can succeed before it.
+    ``ensure``: create the keys' anchor rows first (once per key is enough: they are never deleted).
+    ``prune``: delete the keys' rows that have left every window.
     """
     keys = sorted({rule.key for rule in rules})
-    ensure_tx(tx, dict.fromkeys(keys))  # anchors: one uncapped account row per key, to lock
+    if ensure:
+        ensure_tx(tx, dict.fromkeys(keys))  # anchors: one uncapped account row per key, to lock
     lock_accounts(tx, keys)  # PostgreSQL: admissions of a key go one at a time (SQLite: one writer anyway)
     worst: RateRefusal | None = None
-    for rule in rules:
-        needed = getattr(needs[rule.key], rule.dimension)
-        if needed == 0:
+    for key in keys:
+        counted = [r for r in rules if r.key == key and getattr(needs[key], r.dimension)]
+        for rule in counted:
+            if getattr(needs[key], rule.dimension) > rule.limit:
+                return RateRefusal(rule, 0, getattr(needs[key], rule.dimension), None)
+        if not counted:
             continue
-        if needed > rule.limit:
-            return RateRefusal(rule, 0, needed, None)
-        since = now - rule.window
-        (used,) = tx.execute(
-            f"SELECT COALESCE(SUM({rule.dimension}), 0) FROM rate_admissions WHERE key = :key AND at > :since",
-            {"key": rule.key, "since": since},
-        ).fetchall()[0]
-        used = int(used)
-        if used + needed <= rule.limit:
-            continue
-        retry_at = _room_at(tx, rule, since, used + needed - rule.limit)
-        if worst is None or (worst.retry_at or 0.0) < retry_at:
-            worst = RateRefusal(rule, used, needed, retry_at)
+        # Every rule of the key in one scan of its rows in the longest window.
+        sums = ", ".join(f"COALESCE(SUM(CASE WHEN at > :s{i} THEN {r.dimension} ELSE 0 END), 0)"
+                         for i, r in enumerate(counted))
+        params: dict[str, object] = {f"s{i}": now - r.window for i, r in enumerate(counted)}
+        (row,) = tx.execute(
+            f"SELECT {sums} FROM rate_admissions WHERE key = :key AND at > :since",
+            {**params, "key": key, "since": now - max(r.window for r in counted)},
+        ).fetchall()
+        for rule, used in zip(counted, row, strict=True):
+            needed = getattr(needs[key], rule.dimension)
+            if int(used) + needed <= rule.limit:
+                continue
+            retry_at = _room_at(tx, rule, now - rule.window, int(used) + needed - rule.limit)
+            if worst is None or (worst.retry_at or 0.0) < retry_at:
+                worst = RateRefusal(rule, int(used), needed, retry_at)
     if worst is not None:
         return worst
-    members, params = in_list("k", keys)
-    tx.execute(
-        f"DELETE FROM rate_admissions WHERE key IN {members} AND at <= :old",
-        {**params, "old": now - LONGEST_WINDOW_SECONDS},
-    )
+    if prune:
+        members, in_params = in_list("k", keys)
+        tx.execute(
+            f"DELETE FROM rate_admissions WHERE key IN {members} AND at <= :old",
+            {**in_params, "old": now - LONGEST_WINDOW_SECONDS},
+        )
     for key in keys:
         need = needs[key]
         tx.execute(
