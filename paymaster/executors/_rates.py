@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from .._money import fmt_usd, from_picos, to_picos
 from ..errors import ConfigurationError
 from ..ledger import Charge, Ledger, Refusal, Reservation
-from ..ledger._rates import RateRefusal, RateRule, admit_tx
+from ..ledger._rates import RateRefusal, RateRule, admit_tx, anchors
 from ._context import BudgetStop, CallContext
 from ._waiting import Reserver
 
@@ -211,7 +211,7 @@ class RateGate:
                 refusal = await self.ledger.sql.run(
                     partial(admit_tx, rules=rules, needs=needs, now=now, task_id=ctx.task_id, ensure=ensure,
                             prune=prune),
-                    locks=sorted(needs),
+                    locks=anchors(sorted(needs)),
                 )
                 self._anchored.update(needs)  # committed: the anchor rows exist for good
                 if prune and refusal is None:

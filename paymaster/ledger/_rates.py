@@ -53,6 +53,15 @@ class RateRefusal:
     retry_at: float | None
 
 
+def anchors(keys: Sequence[str]) -> list[str]:
+    """The account rows whose locks order admissions under ``keys`` (``rate:agent:refund``).
+
+    Rows of their own, not the scope's budget account: admissions then never wait on budget holds
+    (nor on a fleet's leases of that account), only on other admissions under the same key.
+    """
+    return [f"rate:{key}" for key in keys]
+
+
 def admit_tx(
     tx: Tx, rules: Sequence[RateRule], needs: Mapping[str, Charge], now: float, task_id: str, *,
     ensure: bool = True, prune: bool = True,
@@ -65,8 +74,8 @@ def admit_tx(
     """
     keys = sorted({rule.key for rule in rules})
     if ensure:
-        ensure_tx(tx, dict.fromkeys(keys))  # anchors: one uncapped account row per key, to lock
-    lock_accounts(tx, keys)  # PostgreSQL: admissions of a key go one at a time (SQLite: one writer anyway)
+        ensure_tx(tx, dict.fromkeys(anchors(keys)))  # one uncapped account row per key, to lock
+    lock_accounts(tx, anchors(keys))  # PostgreSQL: admissions of a key go one at a time (SQLite: one writer)
     worst: RateRefusal | None = None
     for key in keys:
         counted = [r for r in rules if r.key == key and getattr(needs[key], r.dimension)]
