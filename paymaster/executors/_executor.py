@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import anyio
+from anyio.abc import TaskGroup
 
 from ..planners._plan import Plan, Subtask
 from ..pricing import count_tokens
@@ -74,24 +75,42 @@ class Executor:
 
         ``outputs`` is filled in place so that a stop part-way keeps what was done.
         """
-        done = {s.id: anyio.Event() for s in plan.subtasks}
+        waiting = {s.id: set(s.depends_on) for s in plan.subtasks}
+        dependents: dict[str, list[Subtask]] = {}
+        for s in plan.subtasks:
+            for dep in dict.fromkeys(s.depends_on):  # a dependency named twice still counts once
+                dependents.setdefault(dep, []).append(s)
 
-        async def one(subtask: Subtask) -> None:
-            for dep in subtask.depends_on:
-                await done[dep].wait()
-            context = {d: outputs[d] for d in subtask.depends_on}
-            if settings is not None and settings.summarise_over is not None:
-                context = await self.summarise(ctx, subtask.id, context, settings.summarise_over, settings.cheap_tier)
-            outputs[subtask.id] = await self.run_subtask(ctx, subtask, routes[subtask.id], instructions, context, tools)
-            done[subtask.id].set()
+        async def chain(subtask: Subtask, tg: TaskGroup | None) -> None:
+            # Runs a subtask, then whichever subtask it was the last dependency of: a task per branch of
+            # the plan, not per subtask (spawning a task costs more than most of a call's own work).
+            current: Subtask | None = subtask
+            while current is not None:
+                context = {d: outputs[d] for d in current.depends_on}
+                if settings is not None and settings.summarise_over is not None:
+                    context = await self.summarise(ctx, current.id, context, settings.summarise_over,
+                                                   settings.cheap_tier)
+                outputs[current.id] = await self.run_subtask(ctx, current, routes[current.id], instructions,
+                                                             context, tools)
+                ready = []
+                for following in dependents.get(current.id, ()):
+                    waiting[following.id].discard(current.id)
+                    if not waiting[following.id]:
+                        ready.append(following)
+                for other in ready[1:]:
+                    assert tg is not None  # a plan with branches runs in a task group
+                    tg.start_soon(chain, other, tg)
+                current = ready[0] if ready else None
 
-        if len(plan.subtasks) == 1:  # nothing to run beside it: no task group to set up
-            await one(plan.subtasks[0])
+        roots = [s for s in plan.subtasks if not s.depends_on]
+        if len(plan.subtasks) == 1 or (len(roots) == 1 and all(len(v) <= 1 for v in dependents.values())):
+            await chain(roots[0], None)  # a straight line: nothing runs beside it, no task group
             return outputs
         try:
             async with anyio.create_task_group() as tg:
-                for subtask in plan.subtasks:
-                    tg.start_soon(one, subtask)
+                for root in roots[1:]:
+                    tg.start_soon(chain, root, tg)
+                await chain(roots[0], tg)
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         return outputs

@@ -11,9 +11,9 @@ its row, nor a row without its charge.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -280,8 +280,8 @@ class Accounts:
                tier: str | None, ttl_seconds: float) -> dict[str, Any]:
         now = time.time()
         return {
-            "id": uuid.uuid4().hex, "task_id": task_id, "kind": kind, "subtask_id": subtask_id, "provider": provider,
-            "model": model, "tier": tier, "host": HOST, "pid": os.getpid(), "created_at": now,
+            "id": secrets.token_hex(16), "task_id": task_id, "kind": kind, "subtask_id": subtask_id,
+            "provider": provider, "model": model, "tier": tier, "host": HOST, "pid": os.getpid(), "created_at": now,
             "expires_at": now + ttl_seconds, "owner": self.owner,
         }
 
