@@ -36,7 +36,9 @@ def _tripled(db: Ledger) -> None:
         db.finish_task(f"t{i}", status="succeeded", stop_reason=None, output="ok", success=True)
 
 
-def test_a_surge_raises_the_agents_caps_boundedly_for_a_while_and_the_report_shows_it(ledger_path: Path) -> None:
+def test_a_surge_raises_the_agents_caps_boundedly_for_a_while_and_the_report_shows_it(
+    ledger_path: Path, tmp_path: Path
+) -> None:
     now = DAY1 + 12 * HOUR
     db = Ledger(ledger_path)
     _tripled(db)
@@ -69,6 +71,10 @@ def test_a_surge_raises_the_agents_caps_boundedly_for_a_while_and_the_report_sho
     (shown,) = data["cap_raises"]
     assert (shown["agent"], shown["factor"]) == ("triage", "2")
     assert shown["from"] == "2026-01-01T12:00:00+00:00" and shown["until"] == "2026-01-01T14:00:00+00:00"
+    page = tmp_path / "report.html"  # the HTML report lists it too
+    assert runner.invoke(app, ["report", "--ledger", str(ledger_path), "--html", str(page)]).exit_code == 0
+    html = page.read_text(encoding="utf-8")
+    assert "Temporary cap raises" in html and "<td class='n'>2x</td>" in html and "2026-01-01 14:00" in html
 
 
 def test_no_raise_without_raise_caps(ledger: Ledger) -> None:

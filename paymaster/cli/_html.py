@@ -93,7 +93,7 @@ def render_html(report: Report) -> str:
         bars = [("(untagged)" if r.key is None else r.key, r.cost, f"{fmt_usd(r.cost)} · {r.tasks:,} tasks")
                 for r in rows]
         parts += [f"<h2>Showback by tag {escape(key)}</h2>", _bars(f"showback-{key}", bars)]
-    parts += [_economics(report), _anomalies(report), f"<script>{_SCRIPT}</script></body></html>"]
+    parts += [_economics(report), _raises(report), _anomalies(report), f"<script>{_SCRIPT}</script></body></html>"]
     return "\n".join(parts)
 
 
@@ -329,6 +329,18 @@ def _economics(report: Report) -> str:
     out += [f"<tr><td>{escape(c.agent)}</td><td>{_day(c.at)}</td><td>{escape(c.describe())}</td>"
             f"<td class='n'>{fmt_usd(c.before)}</td><td class='n'>{fmt_usd(c.after)}</td>"
             f"<td class='n'>{c.ratio:.2f}x</td></tr>" for c in surged]
+    return "".join(out) + "</table>"
+
+
+def _raises(report: Report) -> str:
+    """The temporary raises of agents' task caps in force during the report's period, and why."""
+    if not report.raises:
+        return ""
+    out = ["<h2>Temporary cap raises</h2><p class='muted'>An agent's task caps times the factor, from a surge "
+           "alert, while someone looks into the change.</p>",
+           "<table><tr><th>agent</th><th>factor</th><th>from (UTC)</th><th>until (UTC)</th><th>why</th></tr>"]
+    out += [f"<tr><td>{escape(r.agent)}</td><td class='n'>{r.factor}x</td><td>{_day(r.starts_at)}</td>"
+            f"<td>{_day(r.ends_at)}</td><td>{escape(r.reason)}</td></tr>" for r in report.raises]
     return "".join(out) + "</table>"
 
 
