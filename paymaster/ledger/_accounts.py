@@ -155,10 +155,15 @@ def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
     for capped in (True, False):  # one statement for those that set caps, one for those that keep theirs
         rows = sorted((a, c) for a, c in accounts.items() if (c is not None) == capped)  # sorted: no crossing
         if rows:
-            tx.execute(_upsert_accounts(len(rows), capped), {
-                k: v for i, (account_id, caps) in enumerate(rows)
-                for k, v in [(f"id{i}", account_id), *((f"c{i}_{d}", getattr(caps or Caps(), d)) for d in DIMENSIONS)]
-            })
+            params: dict[str, Any] = {}
+            for i, (account_id, caps) in enumerate(rows):
+                c = caps or _NO_CAPS
+                params.update({f"id{i}": account_id, f"c{i}_picos": c.picos, f"c{i}_tokens": c.tokens,
+                               f"c{i}_calls": c.calls, f"c{i}_tool_calls": c.tool_calls})
+            tx.execute(_upsert_accounts(len(rows), capped), params)
+
+
+_NO_CAPS = Caps()
 
 
 @lru_cache(maxsize=64)

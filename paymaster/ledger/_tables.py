@@ -34,8 +34,8 @@ REPORT_INDEXES = (
           sqlite_where=text("human_cost_picos IS NOT NULL"), postgresql_where=text("human_cost_picos IS NOT NULL")),
 )
 # Indexes an older Paymaster made that these replace: dropped by the upgrade, so no write pays for them.
-# Indexes an older schema had. ix_tasks_agent is a prefix of a covering index; the reservations table holds only calls in flight, so scanning it is cheaper than keeping
-# two more indexes written twice per call.
+# ix_tasks_agent is a prefix of ix_tasks_agent_cost; the reservations table holds only calls in flight,
+# so scanning it is cheaper than keeping two more indexes written twice per call.
 RETIRED_INDEXES = {
     "tasks": ("ix_tasks_day", "ix_tasks_agent"),
     "reservations": ("ix_reservations_task_id", "ix_reservations_expires_at"),

@@ -19,6 +19,7 @@ from ._sql import Tx
 from ._tables import TaskRecord
 
 _TASK_COLUMNS = list(TaskRecord.model_fields)
+_TASK_COLUMN_SET = frozenset(_TASK_COLUMNS)
 _JSON_COLUMNS = frozenset({"tags", "budget", "plan"})
 _INSERT_TASK = (
     f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES ({', '.join(':' + c for c in _TASK_COLUMNS)})"
@@ -78,7 +79,7 @@ def insert_task_tx(tx: Tx, record: Mapping[str, Any]) -> None:
 
 def check_task_columns(values: Mapping[str, Any]) -> None:
     """Raise ValueError naming any key of ``values`` that is not a column of ``tasks``."""
-    unknown = set(values) - set(_TASK_COLUMNS)
+    unknown = values.keys() - _TASK_COLUMN_SET
     if unknown:
         raise ValueError(f"tasks has no column(s) {sorted(unknown)}")
 
