@@ -3,7 +3,8 @@
 1,000 tasks of 5 subtasks each (4 independent, then 1 joining them) run at
 once against a scripted provider with 200 ms latency; the critical path of a
 plan is 2 x 200 ms. A ticker task measures how late the event loop wakes it
-(its lag) while the tasks run. Three runs: no cap; a tenant day cap of 1.2x
+(its lag) while the tasks run, and the interpreter's garbage-collection pauses
+are added up. Three runs: no cap; a tenant day cap of 1.2x
 what the work costs (every task should succeed); and of 0.5x (no overshoot:
 spend stays under the cap).
 
@@ -13,9 +14,11 @@ spend stays under the cap).
 from __future__ import annotations
 
 import argparse
+import gc
 import resource
 import tempfile
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +39,7 @@ class Fanout(Agent):
                 depends_on=[f"part{i}" for i in range(4)]),
     ])
 
-    def aggregate(self, input: str, outputs: dict[str, str]) -> str | None:
+    def aggregate(self, input: str, outputs: Mapping[str, str]) -> str | None:
         return outputs["join"]
 
 
@@ -53,6 +56,22 @@ async def ticker(lags: list[float], stop: anyio.Event) -> None:
         lags.append(time.perf_counter() - started - interval)
 
 
+class GcPauses:
+    """The interpreter's garbage-collection pauses while it is installed: their total and the longest."""
+
+    def __init__(self) -> None:
+        self.total = self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._started
+            self.total += pause
+            self.longest = max(self.longest, pause)
+
+
 async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Agent] = Fanout) -> dict[str, object]:
     limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))] if cap is not None else []
     provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY)
@@ -65,6 +84,8 @@ async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Age
             outcomes.append(await rt.run(agent, f"Job {i}.", tenant="acme"))
 
         started = time.perf_counter()
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
         async with anyio.create_task_group() as outer:
             outer.start_soon(ticker, lags, stop)
             async with anyio.create_task_group() as tg:
@@ -72,6 +93,7 @@ async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Age
                     tg.start_soon(task, i)
             wall = time.perf_counter() - started
             stop.set()
+        gc.callbacks.remove(pauses)
         spent = sum((o.cost_usd or Decimal(0)) for o in outcomes)
         day = next((a for a in (rt.ledger.account(f"tenant:acme:day:{time.strftime('%Y-%m-%d', time.gmtime())}"),)
                     if a is not None), None)
@@ -80,6 +102,7 @@ async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Age
         "wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lags[int(0.99 * (len(lags) - 1))] * 1000,
         "succeeded": sum(o.status.value == "succeeded" for o in outcomes), "spent": spent,
         "account_spent": None if day is None else from_picos(day.spent_picos), "cap": cap,
+        "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000,
     }
 
 
@@ -88,8 +111,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
-    rows = ["| run | wall s | x critical path | loop lag p99 ms | succeeded | spent | cap |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| run | wall s | x critical path | loop lag p99 ms | GC s (longest ms) | succeeded | spent | cap |",
+            "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         base = anyio.run(one_run, Path(tmp) / "free.db", args.tasks, None)
         work = base["spent"]
@@ -107,6 +130,7 @@ def main() -> None:
     for name, r in runs.items():
         wall, critical = float(r["wall"]), float(r["critical"])  # type: ignore[arg-type]
         rows.append(f"| {name} | {wall:.2f} | {wall / critical:.2f} | {float(r['lag_p99_ms']):.1f} | "  # type: ignore[arg-type]
+                    f"{float(r['gc_s']):.2f} ({float(r['gc_longest_ms']):.0f}) | "  # type: ignore[arg-type]
                     f"{r['succeeded']}/{args.tasks} | ${r['account_spent'] or r['spent']} | "
                     f"{'-' if r['cap'] is None else '$' + str(r['cap'])} |")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
