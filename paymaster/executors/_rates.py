@@ -22,8 +22,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
+from .._checked import CheckedModel, dollars
 from .._money import fmt_usd, from_picos, to_picos
 from ..errors import ConfigurationError
 from ..ledger import Charge, Ledger, Refusal, Reservation
@@ -38,7 +39,7 @@ PRUNE_SECONDS = 60.0  # how often admissions also delete rows that left every wi
 _UNITS = {"calls": "calls", "tool_calls": "tool calls", "tokens": "tokens"}
 
 
-class Rate(BaseModel):
+class Rate(CheckedModel):
     """How much may be used per minute and per hour; every limit set must hold in any such window.
 
     ``calls_*`` count model calls (on a tool's rate: calls of that tool),
@@ -47,7 +48,7 @@ class Rate(BaseModel):
     rate limits count it.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    noun = "limit"
 
     calls_per_minute: PositiveCount | None = None
     calls_per_hour: PositiveCount | None = None
@@ -73,22 +74,10 @@ class Rate(BaseModel):
             usd_per_hour: Decimal | str | int | None = None,
         ) -> None: ...
 
-    else:
-
-        def __init__(self, **data: Any) -> None:
-            try:
-                super().__init__(**data)
-            except ValidationError as exc:
-                raise ConfigurationError(_describe(exc)) from None
-
     @field_validator("usd_per_minute", "usd_per_hour", mode="before")
     @classmethod
     def _no_float_money(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            return str(value)  # 0.1 is not the number the user wrote; its repr is
-        if isinstance(value, bool):
-            raise ValueError("must be dollars such as \"0.50\", not a bool")
-        return value
+        return dollars(value, "0.50")
 
     @model_validator(mode="after")
     def _something_set(self) -> Rate:
@@ -109,18 +98,6 @@ class Rate(BaseModel):
                 found.append(RateRule(key, dimension, int(value), _WINDOWS[period]))
         return tuple(found)
 
-
-def _describe(exc: ValidationError) -> str:
-    problems = []
-    for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            problems.append(f"Rate({field}=...) is not a limit; the limits are {', '.join(Rate.model_fields)}")
-        elif field:
-            problems.append(f"Rate({field}=...): {err['msg']}, got {err['input']!r}")
-        else:
-            problems.append(f"Rate(): {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(problems)
 
 
 def describe_rate_refusal(refusal: RateRefusal) -> str:

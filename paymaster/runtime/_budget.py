@@ -5,17 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import Field, StrictInt, field_validator
 
+from .._checked import CheckedModel, dollars
 from .._money import to_picos
-from ..errors import ConfigurationError
 from ..ledger import Caps
 
 NonNegativeUSD = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[StrictInt, Field(ge=0)]
 
 
-class Budget(BaseModel):
+class Budget(CheckedModel):
     """Hard caps; ``None`` means no cap on that dimension.
 
     ``usd`` accepts a string, int or Decimal (``"0.05"``). ``tokens`` caps input
@@ -24,7 +24,7 @@ class Budget(BaseModel):
     what retries of failed calls may use, ``depth`` how deep sub-agents may nest.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    noun = "cap"
 
     usd: NonNegativeUSD | None = None
     tokens: Count | None = None
@@ -50,23 +50,10 @@ class Budget(BaseModel):
             depth: int | None = None,
         ) -> None: ...
 
-    else:
-
-        def __init__(self, **data: Any) -> None:
-            try:
-                super().__init__(**data)
-            except ValidationError as exc:
-                raise ConfigurationError(_describe(exc)) from None
-
     @field_validator("usd", "retry_usd", mode="before")
     @classmethod
     def _no_float_money(cls, value: Any) -> Any:
-        # A float such as 0.1 is not the number the user wrote; go through its repr.
-        if isinstance(value, float):
-            return str(value)
-        if isinstance(value, bool):
-            raise ValueError("must be a number of dollars such as \"2.50\", not a bool")
-        return value
+        return dollars(value, "2.50")
 
     def merged(self, override: Budget | None) -> Budget:
         """This budget with every cap that ``override`` sets replaced by the override's."""
@@ -91,14 +78,3 @@ class Budget(BaseModel):
         """True when only caps that an account can hold are set (no time, retry or depth caps)."""
         return self.wall_seconds is None and self.retries is None and self.retry_usd is None and self.depth is None
 
-
-def _describe(exc: ValidationError) -> str:
-    """One clause per bad cap: the field, what was wrong with it and the value given."""
-    problems = []
-    for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"]) or "?"
-        if err["type"] == "extra_forbidden":
-            problems.append(f"Budget({field}=...) is not a cap; the caps are {', '.join(Budget.model_fields)}")
-        else:
-            problems.append(f"Budget({field}=...): {err['msg']}, got {err['input']!r}")
-    return "; ".join(problems)
