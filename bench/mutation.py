@@ -57,6 +57,7 @@ SCOPE: dict[str, list[str]] = {  # in the order they are checked: the smaller co
     "paymaster/ledger/_accounts.py": ["*"],
     "paymaster/executors/_guard.py": ["*"],
     "paymaster/ledger/_writer.py": ["*"],
+    "paymaster/ledger/_group.py": ["*"],
     "paymaster/ledger/_pending.py": ["*"],
     "paymaster/executors/_policy.py": ["*"],
     "paymaster/runtime/_admission.py": ["*"],
@@ -113,7 +114,7 @@ HAND_MUTANTS = [
                r"\g<1>False", "an unreadable 200 body is not charged"),
     HandMutant("paymaster/pricing/_tokens.py", r"MESSAGE_OVERHEAD_TOKENS = 8\n", "MESSAGE_OVERHEAD_TOKENS = 0\n",
                "the byte bound leaves out the per-message overhead"),
-    HandMutant("paymaster/ledger/_writer.py", r"cur\.execute\(\"BEGIN IMMEDIATE\"\)", 'cur.execute("BEGIN")',
+    HandMutant("paymaster/ledger/_group.py", r"cur\.execute\(\"BEGIN IMMEDIATE\"\)", 'cur.execute("BEGIN")',
                "a reservation's transaction does not take the write lock up front"),
 ]
 

@@ -18,14 +18,10 @@ slow one sends the group to the writer thread, so the loop never waits on it.
 Work from one loop runs in the order it was queued either way: a group goes in
 place only when the writer thread has nothing queued or running.
 
-On PostgreSQL a group's transaction holds row locks until it commits, and the
-units of one group touch different accounts. So that two writers (two
-processes, two hosts) can never wait for each other in a cycle, every unit
-names the accounts it will lock, and the group locks all of them first, in one
-statement, in one order (byte order of the id) shared by every writer. Units
-that find their rows as they go (recovery) run in a group of their own. Should
-a deadlock happen anyway (accounts created by two writers at once), the server
-breaks it and the writer runs the group again.
+On PostgreSQL every unit names the accounts it will lock, and its group locks
+them all first, in the one order every writer uses (see ``_group``, which runs
+a group's transaction). Units that find their rows as they go (recovery) run in
+a group of their own.
 """
 
 from __future__ import annotations
@@ -33,238 +29,31 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import re
 import sqlite3
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ..errors import LedgerError
+
+# Cursor, Tx, in_list, lock_accounts and sqlite_pragmas are imported from here by the ledger's other modules.
+from ._group import Cursor as Cursor
+from ._group import Tx as Tx
+from ._group import _Work, run_group
+from ._group import in_list as in_list
+from ._group import lock_accounts as lock_accounts
+from ._group import sqlite_pragmas as sqlite_pragmas
 from ._pending import Pending as Pending
 from ._pending import wait as wait
 
 T = TypeVar("T")
-_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 MAX_GROUP = 512  # statements' worth of work per commit; bounds how long one transaction holds the lock
 FLUSH_DELAY_SECONDS = 0.001  # how long queued, unawaited work may wait to share a commit
 INLINE_MAX = 32  # units of work a group may have to be run in place, on the caller's thread
 CHECKPOINT_EVERY = 500  # in-place commits between checkpoints run by the writer thread
-RETRIES = 5  # runs of a group that the server aborted to break a deadlock or a serialization conflict
-_RETRYABLE = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock detected, serialization failure
-
-
-class Cursor(Protocol):
-    """What the per-call path needs of a cursor."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchall(self) -> Sequence[Any]: ...
-
-
-@lru_cache(maxsize=512)
-def _pyformat(sql: str) -> str:
-    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
-
-
-class Tx:
-    """One unit of work inside a group transaction; ``abort()`` rolls back just this unit."""
-
-    def __init__(self, cursor: Any, pyformat: bool) -> None:
-        self._cursor = cursor
-        self._pyformat = pyformat
-        self.sqlite = not pyformat  # SQLite serialises writers itself; a server needs row locks
-        self.aborted = False
-        self.undo: list[Callable[[], None]] = []
-
-    def on_undo(self, fn: Callable[[], None]) -> None:
-        """Call ``fn`` if this unit's statements are rolled back (to undo in-memory state it changed)."""
-        self.undo.append(fn)
-
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
-        """Run one statement with ``:name`` parameters."""
-        self._cursor.execute(_pyformat(sql) if self._pyformat else sql, dict(params or {}))
-        result: Cursor = self._cursor
-        return result
-
-    def abort(self) -> None:
-        """Undo this unit's statements when it ends (a refused reservation)."""
-        self.aborted = True
-
-
-def in_list(prefix: str, values: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """An ``IN (...)`` list of named parameters for ``values``, and the parameters."""
-    members, names = _in_names(prefix, len(values))
-    return members, dict(zip(names, values, strict=True))
-
-
-@lru_cache(maxsize=256)  # a few prefixes and list lengths recur on every call
-def _in_names(prefix: str, n: int) -> tuple[str, tuple[str, ...]]:
-    names = tuple(f"{prefix}{i}" for i in range(n))
-    return "(" + ", ".join(f":{name}" for name in names) + ")", names
-
-
-def sqlite_pragmas(conn: Any) -> None:
-    """WAL so readers run beside the one writer; NORMAL sync is durable against a process crash."""
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-
-
-def database_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is a DB-API error (from sqlite3 or a server's driver), to be reported as a LedgerError."""
-    return isinstance(exc, sqlite3.Error) or any(
-        c.__name__ == "Error" and c.__module__.startswith("psycopg") for c in type(exc).__mro__
-    )
-
-
-def _retryable(exc: BaseException) -> bool:
-    return getattr(exc, "sqlstate", None) in _RETRYABLE
-
-
-class _Work:
-    __slots__ = ("alone", "fn", "future", "locks", "own_savepoint")
-
-    def __init__(
-        self, fn: Callable[[Tx], Any], own_savepoint: bool = False, locks: Sequence[str] = (), alone: bool = False
-    ) -> None:
-        self.fn = fn
-        self.future: Pending[Any] = Pending()
-        self.own_savepoint = own_savepoint
-        self.locks = locks
-        self.alone = alone
-
-
 _CHECKPOINT = _Work(lambda tx: None)  # a marker: the writer thread checkpoints the WAL
-
-
-def run_group(conn: Any, group: Sequence[_Work], *, sqlite: bool, where: str, begun: bool = False) -> None:
-    """Run ``group`` in one transaction, commit, then resolve the futures.
-
-    A unit that may abort (a refused reservation) runs in a savepoint of its own.
-    If any other unit fails, the transaction is rolled back and the group run
-    again with a savepoint per unit, so that only the failing unit is lost.
-    """
-    cur = conn.cursor()
-    try:
-        for attempt in range(RETRIES):
-            try:
-                results = _attempt(conn, cur, group, sqlite=sqlite, begun=begun and attempt == 0, every_unit=False)
-                if results is None:
-                    results = _attempt(conn, cur, group, sqlite=sqlite, begun=False, every_unit=True)
-                break
-            except Exception as exc:
-                if sqlite or not _retryable(exc) or attempt == RETRIES - 1:
-                    raise
-                conn.rollback()  # the server chose this transaction to break a deadlock: run it again
-        assert results is not None
-    except Exception as exc:
-        try:
-            if sqlite:
-                conn.execute("ROLLBACK")
-            else:
-                conn.rollback()
-        except Exception:  # the original error is the one to report
-            pass
-        failure = LedgerError(f"ledger write failed ({where}): {exc}")
-        for work in group:
-            _resolve(work.future, None, failure)
-        return
-    finally:
-        cur.close()
-    for work, value, error in results:
-        if error is not None and database_error(error):
-            error = LedgerError(f"ledger write failed ({where}): {error}")
-        _resolve(work.future, value, error)
-
-
-def _resolve(future: Pending[Any], value: Any, error: BaseException | None) -> None:
-    """Settle a unit's future; one that was cancelled meanwhile must not stop the rest of its group."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(value)
-    else:
-        future.set_exception(error)
-
-
-def _attempt(
-    conn: Any, cur: Any, group: Sequence[_Work], *, sqlite: bool, begun: bool, every_unit: bool
-) -> list[tuple[_Work, Any, BaseException | None]] | None:
-    """One try at the group; None when a unit without a savepoint failed (the caller retries with them)."""
-    results: list[tuple[_Work, Any, BaseException | None]] = []
-    if sqlite and not begun:
-        cur.execute("BEGIN IMMEDIATE")  # take the write lock up front: no deadlock on upgrade
-    tx = Tx(cur, pyformat=not sqlite)
-    undo: list[Callable[[], None]] = []  # in-memory changes of the units kept so far
-    try:
-        lock_accounts(tx, [a for work in group for a in work.locks])
-        for work in group:
-            # On a server, a unit that may abort runs without a savepoint of its own at first: most do not,
-            # and two round trips per unit are saved; if one does, the group runs again with a savepoint per
-            # unit. SQLite keeps its savepoints (they cost no round trip), and with them its write lock.
-            savepoint = every_unit or (sqlite and work.own_savepoint)
-            if savepoint:
-                cur.execute("SAVEPOINT unit")
-            tx.aborted = False
-            tx.undo = []
-            try:
-                value = work.fn(tx)
-            except BaseException as exc:
-                _run_undo(tx.undo)
-                if not sqlite and _retryable(exc):
-                    raise  # the whole transaction is lost: the caller runs the group again
-                if not savepoint:
-                    if sqlite:
-                        cur.execute("ROLLBACK")
-                    else:
-                        conn.rollback()
-                    _run_undo(undo)
-                    return None
-                cur.execute("ROLLBACK TO SAVEPOINT unit")
-                cur.execute("RELEASE SAVEPOINT unit")
-                results.append((work, None, exc))
-                continue
-            if tx.aborted:
-                _run_undo(tx.undo)
-                if not savepoint:
-                    if sqlite:
-                        cur.execute("ROLLBACK")
-                    else:
-                        conn.rollback()
-                    _run_undo(undo)
-                    return None
-                cur.execute("ROLLBACK TO SAVEPOINT unit")
-            else:
-                undo.extend(tx.undo)
-            if savepoint:
-                cur.execute("RELEASE SAVEPOINT unit")
-            results.append((work, value, None))
-        if sqlite:
-            cur.execute("COMMIT")
-        else:
-            conn.commit()
-    except BaseException:
-        _run_undo(undo)  # the transaction is lost: so are the in-memory changes of its units
-        raise
-    return results
-
-
-def _run_undo(undo: list[Callable[[], None]]) -> None:
-    for fn in reversed(undo):
-        fn()
-    undo.clear()
-
-
-def lock_accounts(tx: Tx, accounts: Sequence[str]) -> None:
-    """Lock these account rows (PostgreSQL), in the one order every writer uses: byte order of the id."""
-    if not accounts or tx.sqlite:  # SQLite: the transaction holds the one write lock already
-        return
-    members, params = in_list("l", sorted(set(accounts)))
-    tx.execute(f'SELECT id FROM accounts WHERE id IN {members} ORDER BY id COLLATE "C" FOR UPDATE', params)
 
 
 class Writer:
