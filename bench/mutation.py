@@ -62,13 +62,15 @@ SCOPE: dict[str, list[str]] = {  # in the order they are checked: the smaller co
     "paymaster/executors/_policy.py": ["*"],
     "paymaster/runtime/_admission.py": ["*"],
     "paymaster/ledger/_ledger.py": ["*"],
+    "paymaster/ledger/_queued.py": ["*"],
+    "paymaster/ledger/_database.py": ["*"],
     "paymaster/ledger/_sql.py": ["*"],
 }
 # Functions of those modules that decide nothing about money: reads for reports, text for people.
 # Their mutants would only cost time (a surviving mutant runs every test that reaches it).
 SKIP = [
     "ApprovalRequest.__str__", "ApprovalRequest.__repr__", "ApprovalRequest._amount", "describe_refusal",
-    "Ledger.task", "Ledger.tasks", "Ledger.steps", "Ledger._check_schema", "Ledger.finish_task", "resolve_url",
+    "Ledger.task", "Ledger.tasks", "Ledger.steps", "check_schema", "Ledger.finish_task", "resolve_url",
     "new_task_id", "Accounts._alerts", "_alerts", "Accounts.fire", "plan_record", "Estimate.as_record",
     "BudgetStop.__init__", "ModelRejected.__init__", "sqlite_pragmas", "_sqlite_connect",
 ]

@@ -1,44 +1,42 @@
 """The ledger: tasks, steps and budget accounts in one SQL database.
 
 Reads and bookkeeping go through SQLModel; the per-call path (reserve, settle)
-is two short Core transactions, because it runs once per model call.
+is two short Core transactions, because it runs once per model call. The
+database's engine and schema are ``_database``'s; the lean per-task path that
+queues task rows without waiting is ``_queued``'s, which ``Ledger`` inherits.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, col
+from sqlmodel import Session, col
 
 from ..errors import ConfigurationError, LedgerError
-from ._accounts import Accounts, Caps, Charge, Refusal, Reservation, ensure_tx, insert_step
+from . import _database
+from ._accounts import Accounts, Charge, Refusal, Reservation, insert_step
 from ._leases import LEASE_SECONDS
 from ._liveness import HEARTBEAT_SECONDS, beat_tx, leave_tx, new_worker_id, register_tx
 from ._paths import check_ledger_path
+from ._queued import QueuedWrites
 from ._reader import ledger_url, shown_url
-from ._sql import SqlRunner, Tx
-from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord, add_missing_indexes
-from ._tasks import Totals, check_task_columns, insert_task_tx, update_task_tx
-from ._writer import Pending, sqlite_pragmas
+from ._sql import SqlRunner
+from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
+from ._writer import Pending
 
-T = TypeVar("T")
-_log = logging.getLogger("paymaster.ledger")
-_UNSET = object()
 RECOVERY_INTERVAL_SECONDS = 2.0  # how often a waiting process may look for a dead peer's holds
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
 LEDGER_ENV = "PAYMASTER_LEDGER"
-SCHEMA_LOCK = 0x7061796D  # "paym": the PostgreSQL advisory lock held while the schema is created or upgraded
 
 
 def resolve_url(url: str | Path | None) -> str:
@@ -49,20 +47,7 @@ def resolve_url(url: str | Path | None) -> str:
     return ledger_url(url)
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Autocommit at the driver level so SQLAlchemy's "begin" hook decides how
-    # transactions start; the same pragmas as the per-call connection.
-    dbapi_conn.isolation_level = None
-    sqlite_pragmas(dbapi_conn)
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # Take the write lock up front: a reservation's read-check-write must not
-    # interleave with another process's.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-class Ledger:
+class Ledger(QueuedWrites):
     """Records tasks, steps and budget accounts in a SQL database (SQLite file by default).
 
     Each Ledger is a worker: it keeps a heartbeat row that expires
@@ -90,22 +75,13 @@ class Ledger:
         full = resolve_url(url)
         self.url = shown_url(full)  # for messages and reports: never the password
         check_ledger_path(full)
-        try:
-            self.engine: Engine = create_engine(full, echo=echo)
-        except ImportError as exc:
-            extra = " (pip install 'paymaster[postgres]')" if full.startswith("postgresql") else ""
-            raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}{extra}") from None
-        except (SQLAlchemyError, ValueError) as exc:
-            raise ConfigurationError(f"cannot open ledger {self.url!r}: {exc}") from None
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_connect)
-            event.listen(self.engine, "begin", _sqlite_begin)
+        self.engine: Engine = _database.open_engine(full, self.url, echo=echo)
         try:
             if create_schema:
                 self.create_schema()
             else:
                 with self.engine.connect() as conn:
-                    self._check_schema(conn, fix=False)
+                    _database.check_schema(conn, self.engine, self.url, fix=False)
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise LedgerError(f"cannot read the ledger {self.url!r}: {exc}") from exc
@@ -168,51 +144,7 @@ class Ledger:
         as a step of its own and gives workers a role without DDL rights); such
         a ledger only checks that the schema is there and up to date.
         """
-        try:
-            if self.engine.dialect.name == "postgresql":
-                with self.engine.begin() as conn:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
-                    SQLModel.metadata.create_all(conn)
-                    self._check_schema(conn)
-                    add_missing_indexes(conn)
-            else:
-                SQLModel.metadata.create_all(self.engine)
-                with self._tx() as conn:
-                    self._check_schema(conn)
-                    add_missing_indexes(conn)
-        except SQLAlchemyError as exc:
-            raise LedgerError(f"cannot create ledger tables in {self.url!r}: {exc}") from exc
-
-    def _check_schema(self, conn: Connection, fix: bool = True) -> None:
-        """Refuse a ledger written by an older schema, rather than fail mid-task on a missing column."""
-        inspector = inspect(conn)
-        missing: list[str] = []
-        addable: list[tuple[str, Any]] = []
-        for table in SQLModel.metadata.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)} if inspector.has_table(table.name) else set()
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                missing.append(f"{table.name}.{column.name}")
-                if column.nullable and column.server_default is None and not column.primary_key:
-                    addable.append((table.name, column))
-        if missing and not fix:
-            raise LedgerError(
-                f"the ledger {self.url} lacks {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
-                "create or upgrade its schema once with Ledger(url).create_schema() (safe while workers run)"
-            )
-        if missing and len(addable) == len(missing):
-            # Only new optional columns (e.g. steps.request_id): adding them loses nothing.
-            for table_name, column in addable:
-                kind = column.type.compile(dialect=self.engine.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {column.name} {kind}")
-            return
-        if missing:
-            raise LedgerError(
-                f"the ledger {self.url} was written by an older Paymaster and lacks {', '.join(missing)}; "
-                "keep it for reading with the version that wrote it and point this one at a new file "
-                "(Runtime(ledger=...) or PAYMASTER_LEDGER)"
-            )
+        _database.create_schema(self.engine, self.url)
 
     def close(self) -> None:
         """Stop beating, leave the workers table, release the database connections."""
@@ -226,13 +158,8 @@ class Ledger:
         self.sql.close()
         self.engine.dispose()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger write failed ({self.url}): {exc}") from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return _database.write_tx(self.engine, self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -379,87 +306,6 @@ class Ledger:
         """Write a step that holds no reservation (a refusal, a free tool call, a cache hit)."""
         row = dict(step)
         self.sql.call(lambda tx: insert_step(tx, row))
-
-    # -- the lean per-task path (used by the runtime; never blocks the event loop) ---------
-
-    def open_task_later(self, record: Mapping[str, Any], accounts: Mapping[str, Caps | None]) -> Pending[None]:
-        """Queue a new task row and the accounts it needs; later work on the task is queued behind it."""
-        # Shared accounts need creating (or their caps setting) once per process, not once per task.
-        fresh = {a: c for a, c in accounts.items() if self._ensured.get(a, _UNSET) != c}
-        self._ensured.update(fresh)
-
-        row = {**record, "owner": self.worker_id}  # the worker whose heartbeat vouches for the task
-        task_id = str(record["id"])
-
-        def work(tx: Tx) -> None:
-            with self._unwritten_lock:  # from here on, changes to the row are statements of their own
-                self._unwritten.pop(task_id, None)
-                values = dict(row)
-            insert_task_tx(tx, values)
-            ensure_tx(tx, fresh)
-
-        future = self.sql.submit(work, locks=list(fresh))
-        with self._unwritten_lock:
-            self._unwritten[task_id] = (row, future)
-        return self.watch(task_id, future)
-
-    def update_task_later(self, task_id: str, **values: Any) -> Pending[None]:
-        """Queue an update of a task row (its plan, its status while it waits for approval)."""
-        check_task_columns(values)
-        with self._unwritten_lock:
-            unwritten = self._unwritten.get(task_id)
-            if unwritten is not None:  # its insert has not run yet: it takes the values (one statement less)
-                unwritten[0].update(values)
-                return unwritten[1]
-        return self.watch(task_id, self.sql.submit(lambda tx: update_task_tx(tx, task_id, values)))
-
-    def record_step_later(self, step: Mapping[str, Any]) -> Pending[None]:
-        """Queue a step that holds no reservation (a refusal, a free tool call, a cache hit)."""
-        row = dict(step)
-        return self.watch(str(row["task_id"]), self.sql.submit(lambda tx: insert_step(tx, row)))
-
-    def watch(self, task_id: str, future: Pending[T]) -> Pending[T]:
-        """Remember a queued write's failure against its task, to report when the task finishes."""
-
-        def check(done: Pending[T]) -> None:
-            error = done.exception()
-            if error is not None:
-                self._failures.setdefault(task_id, error)
-
-        future.add_done_callback(check)
-        return future
-
-    async def afinish_task(self, task_id: str, totals: Totals, **values: Any) -> None:
-        """Queue a task's closing row (status, outcome, totals); raises if an earlier write of it was lost.
-
-        The row is not awaited: it shares the next commit (the next call's
-        reservation, or the moment's flush), as a settlement may. A crash before
-        it is written leaves the task open and its holds in place; recovery then
-        closes both at their worst case, so spend is never under-counted.
-        ``flush`` or a read through this ledger waits for it.
-        """
-        row = {**values, **totals.as_row(), "finished_at": time.time()}
-        closing = self.sql.submit(lambda tx: update_task_tx(tx, task_id, row))
-
-        def check(done: Pending[None]) -> None:
-            # Nobody awaits the closing row: a failure to write it (or an earlier write still queued
-            # with it) is reported in the log, and recovery closes the task at its worst case.
-            error = done.exception() or self._failures.pop(task_id, None)
-            if error is not None:
-                _log.error("the ledger lost the closing write of task %s: %s", task_id, error)
-
-        closing.add_done_callback(check)
-        failure = self._failures.pop(task_id, None)
-        if failure is not None:
-            raise LedgerError(f"the ledger lost a write of task {task_id}: {failure}") from failure
-
-    async def aflush(self) -> None:
-        """``flush`` for the event loop that queued the writes, without blocking it."""
-        await self.sql.run(lambda tx: None)
-
-    def flush(self) -> None:
-        """Return once the writes this thread queued without waiting (closing rows, settlements) are committed."""
-        self.sql.settle()
 
     async def arecover(self) -> list[str]:
         """``recover`` off the event loop, at most once per interval per process (for waiting calls)."""
