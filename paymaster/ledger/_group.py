@@ -196,11 +196,7 @@ def _attempt(
                 if not sqlite and _retryable(exc):
                     raise  # the whole transaction is lost: the caller runs the group again
                 if not savepoint:
-                    if sqlite:
-                        cur.execute("ROLLBACK")
-                    else:
-                        conn.rollback()
-                    _run_undo(undo)
+                    _abandon(conn, cur, sqlite, undo)
                     return None
                 cur.execute("ROLLBACK TO SAVEPOINT unit")
                 cur.execute("RELEASE SAVEPOINT unit")
@@ -209,11 +205,7 @@ def _attempt(
             if tx.aborted:
                 _run_undo(tx.undo)
                 if not savepoint:
-                    if sqlite:
-                        cur.execute("ROLLBACK")
-                    else:
-                        conn.rollback()
-                    _run_undo(undo)
+                    _abandon(conn, cur, sqlite, undo)
                     return None
                 cur.execute("ROLLBACK TO SAVEPOINT unit")
             else:
@@ -229,6 +221,15 @@ def _attempt(
         _run_undo(undo)  # the transaction is lost: so are the in-memory changes of its units
         raise
     return results
+
+
+def _abandon(conn: Any, cur: Any, sqlite: bool, undo: list[Callable[[], None]]) -> None:
+    """Roll the whole transaction back (a unit without a savepoint failed): the caller runs it again."""
+    if sqlite:
+        cur.execute("ROLLBACK")
+    else:
+        conn.rollback()
+    _run_undo(undo)
 
 
 def _run_undo(undo: list[Callable[[], None]]) -> None:
