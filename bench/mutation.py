@@ -87,17 +87,17 @@ class HandMutant:
 
 
 HAND_MUTANTS = [
-    HandMutant("paymaster/ledger/_accounts.py", r"spent_\{d\} \+ reserved_\{d\} \+ :\{d\} <= cap_\{d\}",
+    HandMutant("paymaster/ledger/_holds.py", r"spent_\{d\} \+ reserved_\{d\} \+ :\{d\} <= cap_\{d\}",
                "spent_{d} + :{d} <= cap_{d}", "a reservation ignores the holds of calls in flight"),
-    HandMutant("paymaster/ledger/_accounts.py", r"reserved_\{d\} \+ :\{d\} <= cap_\{d\}",
+    HandMutant("paymaster/ledger/_holds.py", r"reserved_\{d\} \+ :\{d\} <= cap_\{d\}",
                "reserved_{d} + :{d} < cap_{d}", "a call that exactly fills the cap is refused"),
-    HandMutant("paymaster/ledger/_accounts.py", r"reserved_\{d\} = reserved_\{d\} - :held_\{d\}",
+    HandMutant("paymaster/ledger/_holds.py", r"reserved_\{d\} = reserved_\{d\} - :held_\{d\}",
                "reserved_{d} = reserved_{d} - :{d}", "settling releases the actual cost, not the hold"),
-    HandMutant("paymaster/ledger/_accounts.py", r"spent_\{d\} = spent_\{d\} \+ :\{d\}\"",
+    HandMutant("paymaster/ledger/_holds.py", r"spent_\{d\} = spent_\{d\} \+ :\{d\}\"",
                'spent_{d} = spent_{d} + :held_{d}"', "settling charges the hold, not the actual cost"),
-    HandMutant("paymaster/ledger/_accounts.py", r"self\.spent \+ self\.needed <= self\.cap",
+    HandMutant("paymaster/ledger/_charges.py", r"self\.spent \+ self\.needed <= self\.cap",
                "self.spent + self.needed < self.cap", "the transient-refusal boundary (<= to <)"),
-    HandMutant("paymaster/ledger/_accounts.py", r"return max\(self\.cap - self\.used, 0\)",
+    HandMutant("paymaster/ledger/_charges.py", r"return max\(self\.cap - self\.used, 0\)",
                "return self.cap", "what is left on a refusing account is its whole cap"),
     HandMutant("paymaster/ledger/_liveness.py",
                r"pid != os\.getpid\(\) and not pid_alive\(pid\)", "pid != os.getpid()",

@@ -1,11 +1,11 @@
 """Budget accounts: atomic reservations across a chain of accounts, settlement, alerts, kills, recovery.
 
 An account row holds caps, ``spent`` and ``reserved`` for four dimensions
-(pico-dollars, tokens, model calls, tool calls). Reserving is one conditional
-UPDATE over every account of the chain inside one write transaction: if any
-row refuses, nothing is held. Settling moves the hold to ``spent`` in the same
-transaction that writes the step row, so there is never a paid call without
-its row, nor a row without its charge.
+(pico-dollars, tokens, model calls, tool calls). ``Accounts`` runs the
+per-call path on the ledger's writer: it names each reservation (host,
+process, worker, expiry), takes the leases a call needs, and hands the
+transactions of ``_holds`` (reserve, settle, create) to the writer. The value
+types live in ``_charges`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,225 +15,24 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
-from pydantic_core import PydanticUndefined
-
-from ..errors import LedgerError
-from ._leases import LeaseBook, acquire_tx, forget_hold, leasable, return_tx, take_tx
-from ._leases import settle_tx as settle_leases_tx
-from ._sql import SqlRunner, Tx
-from ._tables import StepRecord
-from ._writer import Pending, in_list
+from ._charges import _UNIT
+from ._charges import Alert as Alert
+from ._charges import Caps as Caps
+from ._charges import Charge as Charge
+from ._charges import Refusal as Refusal
+from ._charges import Reservation as Reservation
+from ._holds import _dims, reserve_tx, settle_tx
+from ._holds import ensure_tx as ensure_tx
+from ._holds import insert_step as insert_step
+from ._leases import LeaseBook, acquire_tx, leasable, return_tx
+from ._pending import Pending
+from ._sql import SqlRunner, Tx, in_list
 
 RESERVATION_TTL_SECONDS = 15 * 60
 HOST = socket.gethostname()
-DIMENSIONS = ("picos", "tokens", "calls", "tool_calls")
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """An amount held or spent: pico-dollars, tokens, model calls and tool calls."""
-
-    picos: int = 0
-    tokens: int = 0
-    calls: int = 0
-    tool_calls: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """Limits of one account; ``None`` means unlimited."""
-
-    picos: int | None = None
-    tokens: int | None = None
-    calls: int | None = None
-    tool_calls: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A hold on every account of a chain, to be settled once the call's cost is known."""
-
-    id: str
-    accounts: tuple[str, ...]
-    held: Charge
-    direct: tuple[str, ...] | None = None  # the accounts whose rows hold it (None: all); the rest via leases
-    leases: tuple[str, ...] = ()  # the leases (of this worker) that hold it on shared accounts
-
-    @property
-    def rows(self) -> tuple[str, ...]:
-        """The accounts whose own rows this reservation changes (the ones to lock)."""
-        return self.accounts if self.direct is None else self.direct
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a reservation did not fit: the account and the cap it would have passed (or a kill)."""
-
-    account: str
-    dimension: str  # "usd", "tokens", "steps", "tool_calls" or "killed" (named as on a Budget)
-    cap: int
-    used: int  # spent + reserved at the time of the refusal
-    needed: int
-    spent: int = 0  # of ``used``, what is settled; the rest is held by calls in flight
-
-    @property
-    def remaining(self) -> int:
-        """What was still free on the refusing account, in the dimension's unit."""
-        return max(self.cap - self.used, 0)
-
-    @property
-    def transient(self) -> bool:
-        """True when the call would fit once the calls in flight settle (they hold their worst case)."""
-        return self.dimension != "killed" and self.spent + self.needed <= self.cap < self.used + self.needed
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """Something a person should know: a cap nearly used up, or a provider that misbehaved.
-
-    ``kind`` is ``"cap"`` (an account's spend passed ``threshold`` of its cap in
-    ``dimension``; fired once per threshold), ``"served_model"`` (a provider
-    served a pricier model than the one asked for), ``"model_rejected"`` (a
-    tier got a model it does not accept) or ``"max_tokens_ignored"`` (a reply
-    longer than its ``max_tokens``). For provider alerts ``account`` is
-    ``tier:NAME`` and ``message`` says what happened.
-    """
-
-    account: str
-    dimension: str
-    threshold: float
-    spent: int
-    cap: int
-    kind: str = "cap"
-    message: str = ""
-
-
-_SET_HOLD = ", ".join(f"reserved_{d} = reserved_{d} + :{d}" for d in DIMENSIONS)
-_FITS = " AND ".join(f"(cap_{d} IS NULL OR spent_{d} + reserved_{d} + :{d} <= cap_{d})" for d in DIMENSIONS)
-_SET_SETTLE = ", ".join(
-    f"reserved_{d} = reserved_{d} - :held_{d}, spent_{d} = spent_{d} + :{d}" for d in DIMENSIONS
-)
-_RETURN = ", ".join(f"spent_{d}, cap_{d}" for d in DIMENSIONS)
-_UNIT = {"picos": "usd", "tokens": "tokens", "calls": "steps", "tool_calls": "tool_calls"}
-_STEP_COLUMNS = [c for c in StepRecord.model_fields if c != "id"]
-_STEP_DEFAULTS = {
-    c: f.default for c, f in StepRecord.model_fields.items() if c != "id" and f.default is not PydanticUndefined
-}
-_INSERT_STEP = (
-    f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) VALUES ({', '.join(':' + c for c in _STEP_COLUMNS)})"
-)
-_INSERT_RESERVATION = (
-    "INSERT INTO reservations (id, task_id, accounts, picos, tokens, calls, tool_calls, kind, subtask_id,"
-    " provider, model, tier, host, pid, created_at, expires_at, owner, leases) VALUES (:id, :task_id, :accounts,"
-    " :picos, :tokens, :calls, :tool_calls, :kind, :subtask_id, :provider, :model, :tier, :host, :pid, :created_at,"
-    " :expires_at, :owner, :leases)"
-)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def insert_step(tx: Tx, step: Mapping[str, Any]) -> None:
-    """Write one step row (every column, defaults filled in)."""
-    tx.execute(_INSERT_STEP, {**_STEP_DEFAULTS, **step})
-
-
-def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
-    """Create missing accounts; an account given caps gets exactly those caps (config wins)."""
-    for capped in (True, False):  # one statement for those that set caps, one for those that keep theirs
-        rows = sorted((a, c) for a, c in accounts.items() if (c is not None) == capped)  # sorted: no crossing
-        if rows:
-            params: dict[str, Any] = {}
-            for i, (account_id, caps) in enumerate(rows):
-                c = caps or _NO_CAPS
-                params.update({f"id{i}": account_id, f"c{i}_picos": c.picos, f"c{i}_tokens": c.tokens,
-                               f"c{i}_calls": c.calls, f"c{i}_tool_calls": c.tool_calls})
-            tx.execute(_upsert_accounts(len(rows), capped), params)
-
-
-_NO_CAPS = Caps()
-
-
-@lru_cache(maxsize=64)
-def _upsert_accounts(n: int, capped: bool) -> str:
-    cols = ", ".join(f"cap_{d}" for d in DIMENSIONS)
-    values = ", ".join("(:id{i}, {caps})".format(i=i, caps=", ".join(f":c{i}_{d}" for d in DIMENSIONS))
-                       for i in range(n))
-    update = "DO UPDATE SET " + ", ".join(f"cap_{d} = excluded.cap_{d}" for d in DIMENSIONS) if capped else "DO NOTHING"
-    return f"INSERT INTO accounts (id, {cols}) VALUES {values} ON CONFLICT (id) {update}"
-
-
-def reserve_tx(
-    tx: Tx, ids: Sequence[str], held: Charge, where: Mapping[str, Any], book: LeaseBook | None = None
-) -> Reservation | Refusal:
-    """Hold ``held`` on every account of ``ids`` (sorted) or, refusing, on none.
-
-    With a lease book, shared accounts are held on this worker's leases of them
-    (taken as needed) and only the task's own accounts on their rows.
-    """
-    direct = list(ids) if book is None else [a for a in ids if not leasable(a)]
-    if direct:
-        members, params = in_list("a", direct)
-        updated = tx.execute(
-            f"UPDATE accounts SET {_SET_HOLD} WHERE id IN {members} AND killed = 0 AND {_FITS}",
-            {**params, **_charge_params(held)},
-        ).rowcount
-        if updated != len(direct):
-            tx.abort()
-            return _why_refused(tx, direct, held)
-    leases: tuple[str, ...] = ()
-    if book is not None:
-        need = (held.picos, held.tokens, held.calls, held.tool_calls)
-        taken = take_tx(tx, book, [a for a in ids if leasable(a)], need, where.get("owner"))
-        if not isinstance(taken, list):
-            return taken  # type: ignore[no-any-return]
-        leases = tuple(lease.id for lease in taken)
-    tx.execute(_INSERT_RESERVATION, {**where, "accounts": "\n".join(direct), "leases": "\n".join(leases) or None,
-                                     **_charge_params(held)})
-    if book is None:
-        return Reservation(str(where["id"]), tuple(ids), held)
-    return Reservation(str(where["id"]), tuple(ids), held, direct=tuple(direct), leases=leases)
-
-
-def settle_tx(
-    tx: Tx, reservation: Reservation, spent: Charge, step: Mapping[str, Any], thresholds: Sequence[float],
-    book: LeaseBook | None = None,
-) -> list[Alert]:
-    """Move a reservation to ``spent`` and write its step row; returns the alerts that fired."""
-    gone = tx.execute("DELETE FROM reservations WHERE id = :id", {"id": reservation.id}).rowcount
-    if gone != 1:
-        # Recovery judged this reservation stale and charged its worst case
-        # already; charging again would count the call twice.
-        late = "settled after recovery had closed it at its worst case; not charged again"
-        insert_step(tx, {**step, "note": late, "cost_picos": 0})
-        if book is not None:  # recovery counted its hold on this worker's leases as used: so does memory
-            forget_hold(tx, book, reservation.leases, _dims(reservation.held))
-        return []
-    rows = list(move(tx, reservation.rows, reservation.held, spent)) if reservation.rows else []
-    alerts = _alerts(tx, rows, spent, thresholds) if thresholds else []
-    if reservation.leases and book is not None:
-        held, used = reservation.held, spent
-        returned = settle_leases_tx(tx, book, reservation.leases, _dims(held), _dims(used))
-        for lease_row, lease_used in returned:
-            alerts += _alerts(tx, [lease_row], lease_used, thresholds) if thresholds else []
-    insert_step(tx, step)
-    return alerts
-
-
-def _dims(c: Charge) -> tuple[int, int, int, int]:
-    return (c.picos, c.tokens, c.calls, c.tool_calls)
 
 
 class Accounts:
@@ -385,62 +184,3 @@ class Accounts:
 
         me, at = self.owner, time.time() if now is None else now
         return self._sql.call(lambda tx: recover_tx(tx, at, me), alone=True)
-
-
-def _why_refused(tx: Tx, ids: Sequence[str], held: Charge) -> Refusal:
-    cols = ", ".join(f"cap_{d}, spent_{d} + reserved_{d}, spent_{d}" for d in DIMENSIONS)
-    members, params = in_list("a", ids)
-    rows = tx.execute(f"SELECT id, killed, {cols} FROM accounts WHERE id IN {members}", params).fetchall()
-    missing = set(ids) - {r[0] for r in rows}
-    if missing:
-        raise LedgerError(f"budget account(s) {sorted(missing)} do not exist; they must be created before use")
-    for row in rows:
-        if row[1]:
-            return Refusal(row[0], "killed", 0, 0, 0)
-    found: list[Refusal] = []
-    for row in rows:
-        for i, d in enumerate(DIMENSIONS):
-            cap, used, spent, need = row[2 + 3 * i], row[3 + 3 * i], row[4 + 3 * i], getattr(held, d)
-            if cap is not None and used + need > cap:
-                found.append(Refusal(row[0], _UNIT[d], int(cap), int(used), need, int(spent)))
-    if found:
-        # A cap that cannot fit even when nothing is in flight is the real reason; say that one.
-        return next((r for r in found if not r.transient), found[0])
-    raise LedgerError(f"reservation on {list(ids)} refused but no cap is exceeded")
-
-
-def move(tx: Tx, accounts: Sequence[str], held: Charge, spent: Charge) -> Sequence[Any]:
-    members, params = in_list("a", accounts)
-    params.update({f"held_{d}": getattr(held, d) for d in DIMENSIONS})
-    return tx.execute(
-        f"UPDATE accounts SET {_SET_SETTLE} WHERE id IN {members} RETURNING id, {_RETURN}",
-        {**params, **_charge_params(spent)},
-    ).fetchall()
-
-
-def _alerts(tx: Tx, rows: Sequence[Any], spent: Charge, thresholds: Sequence[float]) -> list[Alert]:
-    fired: list[Alert] = []
-    for row in rows:
-        for i, d in enumerate(DIMENSIONS):
-            now_spent, cap = row[1 + 2 * i], row[2 + 2 * i]
-            delta = getattr(spent, d)
-            if cap is None or cap <= 0 or delta <= 0:
-                continue
-            before = now_spent - delta
-            for threshold in thresholds:
-                if before < threshold * cap <= now_spent:
-                    inserted = tx.execute(
-                        "INSERT INTO alerts (account, dimension, threshold, spent, cap, created_at)"
-                        " VALUES (:a, :d, :t, :s, :c, :at) ON CONFLICT DO NOTHING",
-                        {"a": row[0], "d": _UNIT[d], "t": threshold, "s": now_spent, "c": cap, "at": time.time()},
-                    ).rowcount
-                    if inserted == 1:
-                        fired.append(Alert(
-                            row[0], _UNIT[d], threshold, int(now_spent), int(cap),
-                            message=f"{row[0]} has used {threshold:.0%} of its {_UNIT[d]} cap",
-                        ))
-    return fired
-
-
-def _charge_params(c: Charge) -> dict[str, int]:
-    return {d: getattr(c, d) for d in DIMENSIONS}

@@ -38,6 +38,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import LedgerError
+from ._charges import Charge, Refusal
 from ._sql import Tx, in_list
 
 LEASE_CALLS = 32  # a lease covers this many calls' worth of the hold that asked for it
@@ -182,8 +183,6 @@ def settle_tx(
 
     Gives, for each lease returned, the account's row and what the lease spent (for cap alerts).
     """
-    from ._accounts import Charge
-
     returned: list[tuple[Any, Any]] = []
     ids, params = in_list("l", list(lease_ids))
     sets = ", ".join(f"held_{d} = held_{d} - :h_{d}, used_{d} = used_{d} + :{d}" for d in _DIMS)
@@ -241,8 +240,6 @@ def acquire_tx(tx: Tx, book: LeaseBook, account: str, need: Sequence[int], owner
 
 def _acquire_tx(tx: Tx, book: LeaseBook, account: str, need: Sequence[int], owner: str | None) -> Lease | Any:
     """Take a new lease of ``account`` sized for ``need`` (one write to the account), or the Refusal."""
-    from ._accounts import Refusal  # the accounts module imports this one
-
     for due in book.due(account=account):
         return_tx(tx, book, due)  # what is left of it goes back before a new slice is cut
     cols = ", ".join(f"cap_{d}, spent_{d}, reserved_{d}" for d in _DIMS)
@@ -295,7 +292,7 @@ def recover_leases_tx(tx: Tx, dead: Mapping[str, str]) -> list[str]:
     what was used plus what was in flight), and a step row of status
     ``unsettled`` carries the money no settled row covers.
     """
-    from ._accounts import insert_step
+    from ._holds import insert_step  # the holds module imports this one
 
     if not dead:
         return []

@@ -25,7 +25,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._accounts import HOST, Charge, insert_step, move, pid_alive
+from ._accounts import HOST
+from ._charges import Charge
+from ._holds import insert_step, move
 from ._leases import close_hold_tx, lease_accounts_tx, recover_leases_tx
 from ._sql import Tx, in_list
 from ._tables import TASK_STATUSES_OPEN
@@ -43,6 +45,17 @@ _SUMS = (
 )
 _TOTALS = ("cost_picos", "baseline_picos", "input_tokens", "output_tokens", "calls", "unpriced_calls",
            "saved_picos", "cache_hits")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def new_worker_id() -> str:

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ._accounts import Charge, ensure_tx
+from ._charges import Charge
+from ._holds import ensure_tx
 from ._writer import Tx, in_list, lock_accounts
 
 RATE_DIMENSIONS = ("calls", "tool_calls", "tokens", "picos")
