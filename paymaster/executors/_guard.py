@@ -1,15 +1,14 @@
 """The budget guard: reserve the worst case, call, settle the actual cost, record the step.
 
 Every model call and tool call of a task goes through ``BudgetGuard``: no call
-is made that every account of the task's chain cannot pay for.
+is made that every account of the task's chain cannot pay for. Recording the
+steps and queuing the settlements is its base class's part (``_settlements``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,25 +18,24 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from .._money import to_picos
 from ..errors import ConfigurationError
 from ..ledger import Alert, Charge, Ledger, Refusal, Reservation
-from ..ledger._writer import Pending
 from ..pricing import ModelPrices, PriceBook, bound_prompt_tokens
 from ..providers._types import ModelRequest, ModelResponse, Provider
 from ..router import Tier, TierTable, same_model
 from ._cached import cache_key, cache_lookup, cache_store, describe_hit, hit_response
 from ._context import BudgetStop, CallContext, ModelRejected, ask_person, may_have_billed
 from ._lengths import ReplyLengths
-from ._observe import Halt
 from ._policy import ApprovalRequest, CapPolicy, describe_refusal, downgrade, truncate_to_fit
 from ._rates import RatedReserver, RateGate
 from ._retry import RetryPolicy, is_retryable
 from ._served import ServedModels
+from ._settlements import Settlements
 from ._toolcheck import check_tool_policy
 from ._tools import Tool
 from ._turns import Turns
 from ._waiting import Reserver
 
 
-class BudgetGuard:
+class BudgetGuard(Settlements):
     """Runs model and tool calls under the ledger's reservations, with retries and cap policies."""
 
     def __init__(
@@ -72,60 +70,6 @@ class BudgetGuard:
     ) -> tuple[Decimal | None, int]:
         """The most ``request`` can cost and how many tokens it can use: the hold it needs."""
         return self.served.worst_case(provider, request, prices)
-
-    def _alert(self, alert: Alert) -> None:
-        self.ledger.accounts.fire([alert])
-
-    def record(self, ctx: CallContext, step: dict[str, Any]) -> None:
-        """Queue a step that holds no reservation, and count it in the task's totals."""
-        ctx.charges.totals.add(step)
-        self.ledger.record_step_later(step)
-        self._observe(ctx, step)
-
-    def _settle(self, ctx: CallContext, reservation: Reservation, spent: Charge, step: dict[str, Any]) -> None:
-        """Queue a settlement (it needs no wait: a crash before it commits leaves the hold, closed at worst case).
-
-        Once committed, its alerts fire and calls waiting for room on its accounts are woken, on this loop.
-        """
-        ctx.charges.totals.add(step)
-        future = self.ledger.watch(ctx.task_id, self.ledger.accounts.settle_later(reservation, spent, step))
-        self._observe(ctx, step)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # another event loop: waiters find the room on their next re-check
-
-        here = threading.get_ident()
-
-        def done(settled: Pending[list[Alert]]) -> None:
-            try:
-                if threading.get_ident() == here:  # committed in place by this loop: no wake-up needed
-                    loop.call_soon(self._settled, reservation.accounts, settled)
-                else:
-                    loop.call_soon_threadsafe(self._settled, reservation.accounts, settled)
-            except RuntimeError:  # the loop has ended (its last settlement was written at close): no one waits
-                if settled.exception() is None:
-                    self.ledger.accounts.fire(settled.result())
-
-        future.add_done_callback(done)
-
-    @staticmethod
-    def _observe(ctx: CallContext, step: Mapping[str, Any]) -> None:
-        if ctx.view is None:
-            return
-        halt: Halt | None = None
-        for observer in ctx.observers:  # every observer sees the step, even after one asks to halt
-            try:
-                observer.step_recorded(ctx.view, step, ctx.charges.totals)
-            except Halt as stop:
-                halt = halt or stop
-        if halt is not None:
-            raise halt
-
-    def _settled(self, accounts: Sequence[str], settled: Pending[list[Alert]]) -> None:
-        self.reserver.waiters.notify(accounts)
-        if settled.exception() is None:
-            self.ledger.accounts.fire(settled.result())
 
     async def call(
         self,
