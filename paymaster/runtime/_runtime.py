@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import anyio
 
-from .._money import from_picos, to_picos
+from .._money import from_picos
 from ..errors import ConfigurationError, PaymasterError
 from ..executors import (
     Approver,
@@ -35,7 +32,7 @@ from ..executors import (
     aggregate,
     combine,
 )
-from ..ledger import HOST, Alert, Caps, Ledger, new_task_id
+from ..ledger import Alert, Ledger, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
 from ..pricing import PriceBook
 from ..providers._types import Provider
@@ -49,18 +46,9 @@ from ._limits import Limit, kill_scopes
 from ._raised import RaisedCaps
 from ._running import CURRENT as _CURRENT
 from ._running import Running as _Running
+from ._running import budget_record, open_task
 from ._shadow import Shadow, Shadower
 from ._task import Outcome, Task, TaskStatus
-
-
-@lru_cache(maxsize=256)  # a Budget is frozen, and most tasks share their agent's: convert each once
-def _budget_record(budget: Budget) -> dict[str, Any]:
-    return budget.model_dump(mode="json", exclude_none=True)  # shared: callers copy before changing it
-
-
-@lru_cache(maxsize=256)
-def _budget_caps(budget: Budget) -> tuple[Caps, Caps]:
-    return budget.caps(), budget.retry_caps()
 
 
 class Runtime:
@@ -176,10 +164,10 @@ class Runtime:
         agent = await self.raised.apply(agent)  # a temporary cap raise after a surge, while one is in force
         task = self._new_task(agent, input, tenant, tags, budget)
         parent = _CURRENT.get()
-        running = self._open(task, parent, agent.human_cost_usd)
+        running = open_task(self.ledger, self.limits, self.policies.version, task, parent, agent.human_cost_usd)
         view = TaskView(
             task_id=task.id, agent=task.agent, agent_version=task.agent_version, tenant=task.tenant,
-            tags=dict(task.tags), budget=dict(_budget_record(task.budget)),
+            tags=dict(task.tags), budget=dict(budget_record(task.budget)),
             parent_id=None if parent is None else parent.task.id, started_at=time.time(),
         )
         for observer in self.observers:
@@ -326,31 +314,6 @@ class Runtime:
             model=tier.model,
         )
         return await planner_for(agent, self.planner).plan(task.input, plan_ctx)
-
-    def _open(self, task: Task, parent: _Running | None, human_cost_usd: str | None = None) -> _Running:
-        """Record the task and create its accounts: its own, its retries', and every account above it."""
-        chain = self.limits.chain(task.agent, task.tenant, task.tags)
-        caps_own, caps_retries = _budget_caps(task.budget)
-        own = {f"task:{task.id}": caps_own, f"task:{task.id}:retries": caps_retries}
-        depth = 0 if parent is None else parent.depth + 1
-        inherited = () if parent is None else parent.accounts
-        caps = [b for b in (task.budget.depth, None if parent is None else parent.max_depth) if b is not None]
-        self.ledger.open_task_later(
-            {
-                "id": task.id, "agent": task.agent, "agent_version": task.agent_version, "tenant": task.tenant,
-                "tags": task.tags, "budget": _budget_record(task.budget),
-                "input_preview": task.input[:500], "created_at": time.time(), "depth": depth,
-                "parent_id": None if parent is None else parent.task.id, "owner": f"{HOST}:{os.getpid()}",
-                "policy_version": self.policies.version,
-                "human_cost_picos": None if human_cost_usd is None else to_picos(Decimal(human_cost_usd)),
-            },
-            {**own, **chain},
-        )
-        accounts = tuple(dict.fromkeys([f"task:{task.id}", *inherited, *chain]))
-        usd_capped = (task.budget.usd is not None or any(c is not None and c.picos is not None for c in chain.values())
-                      or (parent is not None and parent.usd_capped))
-        return _Running(task=task, depth=depth, accounts=accounts, max_depth=min(caps) if caps else None,
-                        usd_capped=usd_capped)
 
     def _new_task(
         self,
