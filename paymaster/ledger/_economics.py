@@ -31,8 +31,8 @@ from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from .._money import PICOS_PER_USD, from_picos
-from ._queries import Scope, where
 from ._reader import Reader, as_reader
+from ._scope import Scope, where
 
 if TYPE_CHECKING:
     from ._ledger import Ledger

@@ -9,46 +9,43 @@ exact from the integer pico-dollar columns. Days are UTC days.
 Every figure is a SQL aggregate except the percentiles, which come from one
 narrow column (agent, cost) read in cost order, so a report over a million
 steps reads each task row a few times and returns a few hundred rows.
+
+This module holds the totals (``summary``) and spend per tenant, agent or tag;
+the scope of a query is in ``_scope``, percentiles and medians in
+``_distributions``, anomalies in ``_anomalies``. All are importable from here.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from itertools import groupby
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._money import PICOS_PER_USD, from_picos
-from ._reader import OPEN_STATUSES, Reader, as_reader, in_params
+from .._money import from_picos
+from ._anomalies import DAY_MIN_HISTORY as DAY_MIN_HISTORY
+from ._anomalies import DAY_SIGMAS as DAY_SIGMAS
+from ._anomalies import DAY_WINDOW as DAY_WINDOW
+from ._anomalies import TASK_FACTOR as TASK_FACTOR
+from ._anomalies import TASK_MIN_PEERS as TASK_MIN_PEERS
+from ._anomalies import Anomalies as Anomalies
+from ._anomalies import DayAnomaly as DayAnomaly
+from ._anomalies import TaskAnomaly as TaskAnomaly
+from ._anomalies import anomalies as anomalies
+from ._anomalies import utc_day as utc_day
+from ._distributions import AgentCosts as AgentCosts
+from ._distributions import Distribution as Distribution
+from ._distributions import agent_costs as agent_costs
+from ._distributions import cost_distribution as cost_distribution
+from ._distributions import median as median
+from ._distributions import median_picos as median_picos
+from ._distributions import percentile as percentile
+from ._reader import Reader, as_reader
+from ._scope import _PICO, _PRICED
+from ._scope import Scope as Scope
+from ._scope import where as where
 
 if TYPE_CHECKING:
-    from ._ledger import Ledger
-
-    Source = Ledger | Reader
-
-_DAY = 86_400
-_PICO = Decimal(1) / PICOS_PER_USD
-_PRICED = "tasks.unpriced_calls = 0"  # tasks whose every call had a price
-
-TASK_FACTOR = 3  # a task over 3x its agent's median cost is an anomaly
-TASK_MIN_PEERS = 5  # a median of fewer tasks says too little to judge by
-DAY_WINDOW = 30  # a day is judged against the 30 days before it
-DAY_MIN_HISTORY = 7  # and only once at least a week of history exists
-DAY_SIGMAS = 2
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which tasks a query covers: created in [since, until) (epoch seconds), of a tenant, agent and tags."""
-
-    since: float | None = None
-    until: float | None = None
-    tenant: str | None = None
-    agent: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+    from ._scope import Source
 
 
 @dataclass(frozen=True)
@@ -83,19 +80,6 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class Distribution:
-    """Nearest-rank percentiles of one agent's priced task costs (None when none of its tasks was priced)."""
-
-    agent: str
-    tasks: int
-    unpriced: int
-    p50: Decimal | None
-    p90: Decimal | None
-    p99: Decimal | None
-    max: Decimal | None
-
-
-@dataclass(frozen=True)
 class Spend:
     """What one tenant, agent or tag value spent (priced tasks only) over how many tasks."""
 
@@ -111,68 +95,6 @@ class Spend:
         if not self.priced_succeeded:
             return None
         return (self.cost / self.priced_succeeded).quantize(_PICO, rounding=ROUND_CEILING).normalize()
-
-
-@dataclass(frozen=True)
-class TaskAnomaly:
-    """A task that cost more than ``TASK_FACTOR`` times its agent's median."""
-
-    task_id: str
-    agent: str
-    tenant: str
-    created_at: float
-    cost: Decimal
-    median: Decimal
-
-
-@dataclass(frozen=True)
-class DayAnomaly:
-    """A UTC day whose spend exceeded the mean plus two standard deviations of the 30 days before it."""
-
-    day: dt.date
-    cost: Decimal
-    mean: Decimal
-    threshold: Decimal
-
-
-@dataclass(frozen=True)
-class Anomalies:
-    """Anomalous tasks (the costliest ``limit`` of ``task_count``) and days in a scope."""
-
-    tasks: list[TaskAnomaly]
-    days: list[DayAnomaly]
-    task_count: int = 0
-
-
-def where(
-    reader: Reader, scope: Scope, *, finished: bool = True, shadows: bool = False
-) -> tuple[str, dict[str, Any]]:
-    """The SQL conditions of a scope over ``tasks`` (finished tasks only, unless told), and their parameters.
-
-    Shadow evaluation runs (agent ``NAME#shadow``) are left out unless ``shadows``: they are not live work.
-    """
-    conds: list[str] = []
-    params: dict[str, Any] = {}
-    if not shadows and scope.agent is None:
-        conds.append("tasks.agent NOT LIKE :notshadow")
-        params["notshadow"] = "%#shadow"
-    if finished:
-        names, values = in_params("open", OPEN_STATUSES)
-        conds.append(f"tasks.status NOT IN {names}")
-        params.update(values)
-    for name, op, value in (("since", ">=", scope.since), ("until", "<", scope.until)):
-        if value is not None:
-            conds.append(f"tasks.created_at {op} :{name}")
-            params[name] = value
-    for name in ("tenant", "agent"):
-        equals = getattr(scope, name)
-        if equals is not None:
-            conds.append(f"tasks.{name} = :{name}")
-            params[name] = equals
-    for i, (key, tag) in enumerate(sorted(scope.tags.items())):
-        conds.append(f"{reader.tag_value(f'tagk{i}')} = :tagv{i}")
-        params[f"tagk{i}"], params[f"tagv{i}"] = key, tag
-    return " AND ".join(conds) or "1 = 1", params
 
 
 def _priced_sum(column: str) -> str:
@@ -197,74 +119,6 @@ def summary(source: Source, scope: Scope | None = None) -> Summary:
         baseline=from_picos(int(baseline)), priced_succeeded=int(priced_ok), cache_hits=int(hits),
         cache_saved=from_picos(int(saved)),
     )
-
-
-def percentile(ordered: Sequence[Decimal], p: int) -> Decimal:
-    """The nearest-rank ``p``-th percentile of ascending values: the smallest value with p% at or below it."""
-    if not ordered:
-        raise ValueError("percentile of no values")
-    return ordered[_rank(len(ordered), p) - 1]
-
-
-def _rank(n: int, p: int) -> int:
-    return max(1, -(-p * n // 100))  # ceil(p/100 * n) in integers, so no float rounding
-
-
-@dataclass(frozen=True)
-class AgentCosts:
-    """Each agent's priced task costs in ascending pico-dollars, and how many of its tasks were unpriced."""
-
-    priced: dict[str, list[int]]
-    unpriced: dict[str, int]
-
-    def agents(self) -> list[str]:
-        """Every agent with a finished task in the scope, in name order."""
-        return sorted(self.priced.keys() | self.unpriced.keys())
-
-    def median_picos(self, agent: str) -> Decimal | None:
-        """The median priced cost of an agent in pico-dollars (None without priced tasks)."""
-        costs = self.priced.get(agent)
-        return median_picos(costs) if costs else None
-
-
-def median_picos(ordered: Sequence[int]) -> Decimal:
-    """The median of ascending pico-dollar amounts: the middle one or the mean of the middle two (may end in .5)."""
-    half = len(ordered) // 2
-    return Decimal(ordered[half]) if len(ordered) % 2 else Decimal(ordered[half - 1] + ordered[half]) / 2
-
-
-def agent_costs(source: Source, scope: Scope | None = None) -> AgentCosts:
-    """One narrow read of priced (agent, cost) in cost order, the input of percentiles and medians."""
-    reader = as_reader(source)
-    cond, params = where(reader, scope or Scope())
-    rows = reader.rows(
-        f"SELECT tasks.agent, tasks.cost_picos FROM tasks WHERE {cond} AND {_PRICED} "
-        "ORDER BY tasks.agent, tasks.cost_picos",
-        params,
-    )
-    priced = {agent: [int(r[1]) for r in group] for agent, group in groupby(rows, itemgetter(0))}
-    unpriced = reader.rows(
-        f"SELECT tasks.agent, COUNT(*) FROM tasks WHERE {cond} AND tasks.unpriced_calls > 0 GROUP BY tasks.agent",
-        params,
-    )
-    return AgentCosts(priced, {agent: int(n) for agent, n in unpriced})
-
-
-def cost_distribution(
-    source: Source, scope: Scope | None = None, costs: AgentCosts | None = None
-) -> list[Distribution]:
-    """Per agent, the p50/p90/p99 and max of priced task costs, agents in name order."""
-    costs = costs or agent_costs(source, scope)
-    out = []
-    for agent in costs.agents():
-        ordered = costs.priced.get(agent, [])
-        n_unpriced = costs.unpriced.get(agent, 0)
-        p50, p90, p99, top = (
-            tuple(from_picos(ordered[_rank(len(ordered), p) - 1]) for p in (50, 90, 99, 100))
-            if ordered else (None, None, None, None)  # unknown, never zero
-        )
-        out.append(Distribution(agent, len(ordered) + n_unpriced, n_unpriced, p50, p90, p99, top))
-    return out
 
 
 def _group_column(reader: Reader, by: str, params: dict[str, Any]) -> str:
@@ -316,99 +170,3 @@ def tag_keys(source: Source, scope: Scope | None = None) -> list[str]:
     cond, params = where(reader, scope or Scope())
     join, key_col, _ = reader.tag_pairs()
     return sorted(str(k) for (k,) in reader.rows(f"SELECT DISTINCT {key_col} FROM tasks{join} WHERE {cond}", params))
-
-
-def utc_day(ts: float) -> dt.date:
-    """The UTC calendar day of an epoch timestamp."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).date()
-
-
-_EPOCH = dt.date(1970, 1, 1)
-
-
-def anomalies(
-    source: Source, scope: Scope | None = None, *, limit: int | None = None, costs: AgentCosts | None = None
-) -> Anomalies:
-    """Tasks over 3x their agent's median (5+ tasks; the costliest ``limit``, all when None) and days over
-    mean + 2 sigma of the previous 30 (7+ days)."""
-    reader = as_reader(source)
-    scope = scope or Scope()
-    costs = costs or agent_costs(reader, scope)
-    tasks, count = _task_anomalies(reader, scope, costs, limit)
-    # A day is judged against the 30 before it, which may lie before ``since``.
-    history = replace(scope, since=None if scope.since is None else scope.since - DAY_WINDOW * _DAY)
-    cond, params = where(reader, history)
-    day = reader.utc_day("tasks.created_at")
-    totals = {
-        _EPOCH + dt.timedelta(days=int(n)): int(picos)
-        for n, picos in reader.rows(
-            f"SELECT {day}, SUM(tasks.cost_picos) FROM tasks WHERE {cond} AND {_PRICED} GROUP BY {day}", params
-        )
-    }
-    first = None if scope.since is None else utc_day(scope.since)
-    return Anomalies(tasks, _day_anomalies(totals, first), count)
-
-
-def _task_anomalies(
-    reader: Reader, scope: Scope, costs: AgentCosts, limit: int | None
-) -> tuple[list[TaskAnomaly], int]:
-    """The costliest anomalous tasks (``limit`` of them, or all) and how many there are in all."""
-    cond, params = where(reader, scope)
-    medians: dict[str, Decimal] = {}
-    over: list[str] = []
-    for i, agent in enumerate(sorted(costs.priced)):
-        mid = costs.median_picos(agent)
-        if len(costs.priced[agent]) < TASK_MIN_PEERS or not mid:
-            continue  # a free median (all cache hits) would flag every paid task of the agent
-        medians[agent] = mid
-        # cost > 3 x median, in integers: cost > floor(3 x median) (the median may end in .5)
-        over.append(f"(tasks.agent = :ma{i} AND tasks.cost_picos > :ml{i})")
-        params[f"ma{i}"], params[f"ml{i}"] = agent, int(TASK_FACTOR * mid)
-    if not over:
-        return [], 0
-    rows = reader.rows(
-        "SELECT tasks.id, tasks.agent, tasks.tenant, tasks.created_at, tasks.cost_picos, COUNT(*) OVER () "
-        f"FROM tasks WHERE {cond} AND {_PRICED} AND ({' OR '.join(over)}) "
-        "ORDER BY tasks.cost_picos DESC, tasks.id" + ("" if limit is None else f" LIMIT {int(limit)}"),
-        params,
-    )
-    found = [
-        TaskAnomaly(task_id, agent, tenant, created_at, from_picos(int(picos)), (medians[agent] * _PICO).normalize())
-        for task_id, agent, tenant, created_at, picos, _ in rows
-    ]
-    return found, int(rows[0][5]) if rows else 0
-
-
-def _day_anomalies(totals: Mapping[dt.date, int], first_reported: dt.date | None) -> list[DayAnomaly]:
-    if not totals:
-        return []
-    start = min(totals)  # days before the first task are not history, but quiet days after it are (spend 0)
-    found = []
-    for day in sorted(totals):
-        if first_reported is not None and day < first_reported:
-            continue
-        back = [day - dt.timedelta(days=i) for i in range(1, DAY_WINDOW + 1)]
-        prev = [from_picos(totals.get(d, 0)) for d in back if d >= start]
-        if len(prev) < DAY_MIN_HISTORY:
-            continue
-        mean = sum(prev, Decimal(0)) / len(prev)
-        sigma = (sum(((x - mean) ** 2 for x in prev), Decimal(0)) / len(prev)).sqrt()
-        threshold = mean + DAY_SIGMAS * sigma
-        cost = from_picos(totals[day])
-        if cost > threshold:
-            found.append(DayAnomaly(day, cost, _to_pico(mean), _to_pico(threshold)))
-    return found
-
-
-def median(values: Iterable[Decimal]) -> Decimal:
-    """The median: the middle value, or the mean of the middle two (exact in Decimal)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of no values")
-    half = len(ordered) // 2
-    return ordered[half] if len(ordered) % 2 else ((ordered[half - 1] + ordered[half]) / 2).normalize()
-
-
-def _to_pico(usd: Decimal) -> Decimal:
-    """Round a derived statistic to the pico-dollar, the ledger's own precision."""
-    return usd.quantize(_PICO).normalize()

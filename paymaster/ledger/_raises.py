@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ._queries import Scope
 from ._reader import Reader, as_reader
+from ._scope import Scope
 from ._writer import Tx
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._money import from_picos, plain_usd, to_picos
-from ._queries import Scope, where
 from ._reader import Reader, as_reader, in_params
+from ._scope import Scope, where
 
 if TYPE_CHECKING:
     from ._ledger import Ledger

@@ -20,8 +20,8 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 
 from .._money import PICOS_PER_USD, from_picos, plain_usd
-from ._queries import Scope, where
 from ._reader import Reader, in_params
+from ._scope import Scope, where
 
 SHARED_KINDS = {"plan": "planning", "summarise": "summarising", "eval": "evals", "aggregate": "aggregation"}
 SharedMode = Literal["separate", "allocate"]

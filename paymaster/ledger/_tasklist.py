@@ -9,8 +9,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .._money import from_picos, plain_usd
-from ._queries import Scope, where
 from ._reader import Reader
+from ._scope import Scope, where
 
 TASK_COLUMNS = (
     "id", "created_at", "finished_at", "agent", "agent_version", "tenant", "tags", "status", "stop_reason", "success",
