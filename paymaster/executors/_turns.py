@@ -48,8 +48,9 @@ class Turns:
             self._loop, self._used, self._next_pass_scheduled = loop, 0, False
             self._waiting.clear()
         if self._used < self.per_pass and not self._waiting:
+            # No pass needs to end for this one: turns taken are counted until they run out, and only
+            # then does the next pass start a fresh count (at most once per pass).
             self._used += 1
-            self._schedule(loop)
             return
         turn: asyncio.Future[None] = loop.create_future()
         self._waiting.append(turn)

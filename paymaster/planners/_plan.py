@@ -108,4 +108,5 @@ class SingleStepPlanner:
 
     async def plan(self, goal: str, ctx: PlanContext) -> Plan:
         """Return a one-subtask plan."""
-        return Plan(subtasks=(Subtask(id="main", goal=goal, complexity=ctx.default_complexity),))
+        # One subtask with no dependencies is a DAG: the plan needs no check of its own (the subtask has).
+        return Plan.model_construct(subtasks=(Subtask(id="main", goal=goal, complexity=ctx.default_complexity),))
