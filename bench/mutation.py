@@ -111,7 +111,7 @@ HAND_MUTANTS = [
                "bound_in = bound_prompt_tokens(request) // 2\n", "the worst-case input bound is halved"),
     HandMutant("paymaster/executors/_served.py", r"return worst, bound_in \+ bound_out",
                "return worst, bound_in", "max_tokens is left out of the token hold"),
-    HandMutant("paymaster/executors/_guard.py", r" or not reservation\.transient", "",
+    HandMutant("paymaster/executors/_waiting.py", r" or not reservation\.transient", "",
                "every refusal waits budget_wait, not only transient ones"),
     HandMutant("paymaster/executors/_retry.py", r"if isinstance\(exc, RateLimitError\) and exc\.retry_after",
                "if False and exc.retry_after", "retry-after is ignored (retry at once)"),
