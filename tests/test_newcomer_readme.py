@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import re
-import runpy
 import tomllib
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from readme_snippets import block as _block
+from readme_snippets import run_block
 from sqlmodel import col, select
 
 from paymaster import Agent, Complexity, ConfigurationError, Runtime, ScriptedProvider, TaskStatus
 from paymaster.ledger import AccountRecord
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _block(section: str, lang: str) -> str:
-    text = README.read_text(encoding="utf-8").split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    found = re.search(rf"```{lang}\n(.*?)```", text, re.S)
-    assert found is not None, f"no {lang} block under {section}"
-    return found.group(1)
 
 
 class Quick(Agent):
@@ -73,10 +64,7 @@ def test_the_toml_examples_limits_and_tag_keys_take_effect(tmp_path: Path) -> No
 def test_the_plans_and_tools_snippet_runs_offline_through_a_plan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = tmp_path / "snippet.py"
-    script.write_text(_block("Plans, tiers and tools", "python"), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(script), run_name="__main__")
+    run_block("Plans, tiers and tools", tmp_path, monkeypatch)
     printed = capsys.readouterr().out
     assert printed.startswith("succeeded 4 ")  # the plan call and three subtasks
     from paymaster import Ledger

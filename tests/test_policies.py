@@ -140,15 +140,10 @@ def test_the_readme_policies_snippet_runs_as_printed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import re
-    import runpy
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Policies as code\n", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None
-    (tmp_path / "snippet.py").write_text(code.group(1), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(tmp_path / "snippet.py"), run_name="__main__")
+    from readme_snippets import run_block
+
+    run_block("Policies as code", tmp_path, monkeypatch)
     assert capsys.readouterr().out == "succeeded 2026-11-30.1\n"
     text = (tmp_path / "paymaster.toml").read_text()
     for wrong, bad, message in [

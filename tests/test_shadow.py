@@ -268,16 +268,9 @@ def test_the_report_and_calibrate_from_ledger_read_the_shadow_records(tmp_path: 
 
 def test_the_readme_snippet_runs_offline_and_records_shadow_runs(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import re
-    import runpy
+    from readme_snippets import run_block
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Shadow evaluation\n", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None
-    (tmp_path / "snippet.py").write_text(code.group(1), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(tmp_path / "snippet.py"), run_name="__main__")
+    run_block("Shadow evaluation", tmp_path, monkeypatch)
     with Reader(tmp_path / "paymaster.db") as reader:
         records = shadow_records(reader)
     assert 0 < len(records) < 30
