@@ -18,6 +18,7 @@ from paymaster import (
     Limit,
     ModelRequest,
     ModelResponse,
+    Outcome,
     Plan,
     RetryPolicy,
     Runtime,
@@ -454,3 +455,34 @@ def test_plan_estimate_counts_the_expected_cache_read_of_a_shared_system_prompt(
     # the third call adds far less than a third of the cost.
     assert estimate.low_usd < Decimal("1.3") * two.low_usd
     assert estimate.high_usd is not None and estimate.high_usd > 3 * estimate.low_usd
+
+
+@pytest.mark.anyio
+async def test_a_kill_thrown_by_another_worker_stops_calls_in_flight_here(ledger_path: Path) -> None:
+    # Two runtimes, each with its own ledger connection: two workers sharing one database.
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(latency=30)) as here, \
+            Runtime(ledger=ledger_path, provider=ScriptedProvider()) as elsewhere:
+        outcomes: list[Outcome] = []
+        both_ended = anyio.Event()
+
+        async def one(i: int) -> None:
+            outcomes.append(await here.run(Worker, f"job {i}", tenant="acme" if i % 2 else "globex"))
+            if len(outcomes) == 2:
+                both_ended.set()
+
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(one, i)
+            await anyio.sleep(0.3)
+            assert elsewhere.kill(tenant="acme") == 0  # none of the tasks runs in that worker
+            with anyio.move_on_after(10):
+                await both_ended.wait()
+            tg.cancel_scope.cancel()  # the globex tasks would wait out their 30 s call
+        assert anyio.current_time() - started < 10  # the kill reached this worker's calls in flight
+        killed = [o for o in outcomes if o.status is TaskStatus.KILLED]
+        assert len(killed) == 2 and all("acme" in (o.stop_reason or "") for o in killed)
+        for o in killed:
+            (step,) = here.ledger.steps(o.task_id)
+            assert step.status == "unsettled" and o.cost_usd == from_picos(step.reserved_picos)
+        here.revive(tenant="acme")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -34,6 +34,7 @@ from ._sql import SqlRunner
 from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
 from ._writer import Pending
 
+TICK_SECONDS = min(LEASE_SECONDS, 1.0)  # how often the heartbeat thread returns idle leases and runs on_tick
 RECOVERY_INTERVAL_SECONDS = 2.0  # how often a waiting process may look for a dead peer's holds
 DEFAULT_LEDGER_URL = "sqlite:///paymaster.db"
 LEDGER_ENV = "PAYMASTER_LEDGER"
@@ -102,6 +103,7 @@ class Ledger(QueuedWrites):
         self.heartbeat_seconds = heartbeat_seconds
         self.worker_id = self.accounts.owner = new_worker_id()
         self.sql.call(partial(register_tx, worker=self.worker_id, now=time.time(), expiry=heartbeat_seconds))
+        self.on_tick: list[Callable[[], None]] = []  # called about once a second from the heartbeat thread
         self._stopping = threading.Event()
         self._beats = threading.Thread(target=self._beat, name="paymaster-ledger-heartbeat", daemon=True)
         self._beats.start()
@@ -109,13 +111,13 @@ class Ledger(QueuedWrites):
     def _beat(self) -> None:
         """Refresh this worker's heartbeat; close dead workers' holds when there are any (a thread)."""
         next_beat = time.monotonic() + self.heartbeat_seconds / 3
-        tick = self.heartbeat_seconds / 3
-        if self.accounts.leases is not None:
-            tick = min(tick, LEASE_SECONDS)
+        tick = min(self.heartbeat_seconds / 3, TICK_SECONDS)
         while not self._stopping.wait(tick):
             try:
                 # Idle leases past their time go back to their accounts, for other workers to use.
                 self.accounts.return_leases()
+                for hook in list(self.on_tick):
+                    hook()
                 if time.monotonic() < next_beat:
                     continue
                 next_beat = time.monotonic() + self.heartbeat_seconds / 3

@@ -42,6 +42,7 @@ from ._agent import Agent, planner_for
 from ._budget import Budget
 from ._checks import Providers, check_agent, check_router, check_run_args, check_served
 from ._config import Settings, open_cache, open_ledger
+from ._kills import KillWatch
 from ._limits import Limit, kill_scopes
 from ._raised import RaisedCaps
 from ._running import CURRENT as _CURRENT
@@ -133,6 +134,8 @@ class Runtime:
         self._executor = Executor(self._guard)
         self._running: dict[str, _Running] = {}
         self.observers: list[Observer] = list(observers)
+        self._kills = KillWatch(self.ledger, self._running)  # kills thrown by other workers stop tasks here
+        self.ledger.on_tick.append(self._kills.check)
         self._shadow = None if shadow is None else Shadower(shadow, self.ledger, self.prices, self.tiers,
                                                              self.provider_for)
         if self._shadow is not None:
@@ -191,6 +194,7 @@ class Runtime:
         status, stop_reason = TaskStatus.SUCCEEDED, None
         token = _CURRENT.set(running)
         self._running[task.id] = running
+        self._kills.attach()
         try:
             if task.budget.wall_seconds:  # one scope serves the kill switch and the wall-time cap
                 running.scope.deadline = anyio.current_time() + task.budget.wall_seconds
@@ -346,8 +350,10 @@ class Runtime:
         """Stop every running task of an agent, tenant or tag now; returns how many ran in this process.
 
         Tasks here are cancelled at once (an in-flight call is charged at its
-        worst case); tasks of other processes sharing the ledger are refused at
-        their next call. New tasks in scope are refused until ``revive``.
+        worst case); tasks of other workers sharing the ledger are refused at
+        their next call, and their calls in flight are cancelled within about a
+        second by those workers' own watch. New tasks in scope are refused
+        until ``revive``.
         """
         scopes = kill_scopes(agent, tenant, tags)
         self.ledger.accounts.set_killed(scopes, True)
@@ -369,6 +375,8 @@ class Runtime:
 
     def close(self) -> None:
         """Close the ledger and the cache if this runtime opened them."""
+        if self._kills.check in self.ledger.on_tick:
+            self.ledger.on_tick.remove(self._kills.check)
         if self._owns_ledger:
             self.ledger.close()
         else:
