@@ -75,7 +75,7 @@ class Executor:
 
         ``outputs`` is filled in place so that a stop part-way keeps what was done.
         """
-        waiting = {s.id: set(s.depends_on) for s in plan.subtasks}
+        waiting = {s.id: len(set(s.depends_on)) for s in plan.subtasks}  # dependencies not yet done
         dependents: dict[str, list[Subtask]] = {}
         for s in plan.subtasks:
             for dep in dict.fromkeys(s.depends_on):  # a dependency named twice still counts once
@@ -94,8 +94,8 @@ class Executor:
                                                              context, tools)
                 ready = []
                 for following in dependents.get(current.id, ()):
-                    waiting[following.id].discard(current.id)
-                    if not waiting[following.id]:
+                    waiting[following.id] -= 1  # ``dependents`` names each dependency once
+                    if waiting[following.id] == 0:
                         ready.append(following)
                 for other in ready[1:]:
                     assert tg is not None  # a plan with branches runs in a task group
