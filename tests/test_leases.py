@@ -116,3 +116,19 @@ def test_a_runtime_sets_its_ledgers_heartbeat_or_says_where_it_belongs(ledger_pa
             Runtime(ledger=ledger, provider=ScriptedProvider(), heartbeat_seconds=4.5)
     finally:
         ledger.close()
+
+
+def test_a_cap_lowered_in_this_worker_is_not_passed_on_a_slice_cut_under_the_old_one(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    ledger = Ledger(url, leases=True)
+    try:
+        roomy = [Limit("tenant:acme", day=Budget(usd="100"))]
+        with Runtime(ledger=ledger, provider=ScriptedProvider(usage=USAGE), limits=roomy) as before:
+            assert before.run_sync(Job, "first", tenant="acme").status is TaskStatus.SUCCEEDED  # a big slice
+        tight = [Limit("tenant:acme", day=Budget(usd="0.02"))]
+        with Runtime(ledger=ledger, provider=ScriptedProvider(usage=USAGE), limits=tight, budget_wait=15) as after:
+            _run_many(after, 100)
+    finally:
+        ledger.close()
+    spent, reserved, steps, leases, _ = _account_and_steps(url)
+    assert spent == steps <= to_picos(Decimal("0.02")) and (reserved, leases) == (0, 0)

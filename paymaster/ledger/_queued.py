@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ..errors import LedgerError
-from ._accounts import Caps, ensure_tx, insert_step
+from ._accounts import Accounts, Caps, ensure_tx, insert_step
 from ._sql import SqlRunner, Tx
 from ._tasks import Totals, check_task_columns, insert_task_tx, update_task_tx
 from ._writer import Pending
@@ -31,6 +31,7 @@ class QueuedWrites:
 
     # Set by Ledger.__init__.
     sql: SqlRunner
+    accounts: Accounts
     worker_id: str
     _ensured: dict[str, object]
     _failures: dict[str, BaseException]
@@ -42,6 +43,8 @@ class QueuedWrites:
         # Shared accounts need creating (or their caps setting) once per process, not once per task.
         fresh = {a: c for a, c in accounts.items() if self._ensured.get(a, _UNSET) != c}
         self._ensured.update(fresh)
+        if fresh and self.accounts.leases is not None:
+            self.accounts.leases.expire(fresh)  # caps set anew here: slices cut under the old ones take no more
 
         row = {**record, "owner": self.worker_id}  # the worker whose heartbeat vouches for the task
         task_id = str(record["id"])
