@@ -72,7 +72,7 @@ class CallContext:
     agent: str
     tenant: str
     accounts: Sequence[str]
-    retry_account: str
+    retry_account: str | None  # None: the budget caps no retries, so they hold on the task's accounts only
     charges: RunCharges
     baseline: ModelPrices | None
     policies: Sequence[CapPolicy] = (CapPolicy.HALT,)

@@ -186,7 +186,7 @@ class BudgetGuard(Settlements):
         attempt: int,
     ) -> tuple[ModelResponse, bool, Decimal | None]:
         """One attempt, after the agent's cap policies made it fit: response, whether they changed it, cost."""
-        accounts = list(ctx.accounts) + ([ctx.retry_account] if kind == "retry" else [])
+        accounts = list(ctx.accounts) + ([ctx.retry_account] if kind == "retry" and ctx.retry_account else [])
         policies = list(ctx.policies)
         adjusted = False
         while True:

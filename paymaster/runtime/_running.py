@@ -51,6 +51,14 @@ def _budget_caps(budget: Budget) -> tuple[Caps, Caps]:
     return budget.caps(), budget.retry_caps()
 
 
+_NO_CAPS = Caps()
+
+
+def retry_account(task: Task) -> str | None:
+    """The account a task's retries are also held on; None when its budget caps no retries (no such account)."""
+    return f"task:{task.id}:retries" if _budget_caps(task.budget)[1] != _NO_CAPS else None
+
+
 def open_task(
     ledger: Ledger, limits: Limits, policy_version: str | None, task: Task, parent: Running | None,
     human_cost_usd: str | None = None,
@@ -58,7 +66,10 @@ def open_task(
     """Record the task and create its accounts: its own, its retries', and every account above it."""
     chain = limits.chain(task.agent, task.tenant, task.tags)
     caps_own, caps_retries = _budget_caps(task.budget)
-    own = {f"task:{task.id}": caps_own, f"task:{task.id}:retries": caps_retries}
+    own = {f"task:{task.id}": caps_own}
+    retries = retry_account(task)
+    if retries is not None:  # without retry caps, retries are held on the task's accounts alone
+        own[retries] = caps_retries
     depth = 0 if parent is None else parent.depth + 1
     inherited = () if parent is None else parent.accounts
     caps = [b for b in (task.budget.depth, None if parent is None else parent.max_depth) if b is not None]

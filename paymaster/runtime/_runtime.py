@@ -47,7 +47,7 @@ from ._limits import Limit, kill_scopes
 from ._raised import RaisedCaps
 from ._running import CURRENT as _CURRENT
 from ._running import Running as _Running
-from ._running import budget_record, open_task
+from ._running import budget_record, open_task, retry_account
 from ._shadow import Shadow, Shadower
 from ._task import Outcome, Task, TaskStatus
 
@@ -179,7 +179,7 @@ class Runtime:
         baseline = self.prices.get(self.tiers.deepest.provider, self.tiers.deepest.model)
         ctx = CallContext(
             task_id=task.id, agent=task.agent, tenant=task.tenant, accounts=running.accounts,
-            retry_account=f"task:{task.id}:retries", charges=RunCharges(), baseline=baseline,
+            retry_account=retry_account(task), charges=RunCharges(), baseline=baseline,
             policies=tuple(CapPolicy(p) for p in agent.on_cap), approver=self.approver,
             cache=self.cache if agent.cacheable else None, agent_version=agent.version,
             auto_max_tokens=agent.max_tokens == "auto", usd_capped=running.usd_capped,
