@@ -275,3 +275,25 @@ def test_the_readme_snippet_runs_offline_and_records_shadow_runs(tmp_path: Path,
         records = shadow_records(reader)
     assert 0 < len(records) < 30
     assert all(r.agreed and r.scored_by == "same answer" and r.agent == "clerk" for r in records)
+
+
+def test_a_kill_switch_thrown_after_the_live_task_stops_its_shadow_runs(ledger_path: Path) -> None:
+    provider = ScriptedProvider(models_reply)
+    with Runtime(ledger=ledger_path, provider=provider,
+                 shadow=Shadow(rate=1, tier="deep", budget="5.00")) as rt, \
+            Runtime(ledger=ledger_path, provider=provider) as other:
+
+        async def go() -> str:
+            outcome = await rt.run(Clerk, "Question 1: which city is the capital of France?", tenant="acme")
+            other.kill(tenant="acme")  # another worker, before the shadow run has had a turn
+            await rt.shadows_done()
+            return outcome.task_id
+
+        live_id = anyio.run(go)
+        (record,) = shadow_records(rt.ledger)
+        shadow = rt.ledger.task(record.task_id)
+        shadow_steps = rt.ledger.steps(record.task_id)
+        other.revive(tenant="acme")
+    assert record.live_task_id == live_id
+    assert shadow is not None and shadow.status == "killed" and "tenant:acme" in (shadow.stop_reason or "")
+    assert shadow_steps == [] and record.cost == 0  # no reference call was made, nothing was spent

@@ -40,6 +40,7 @@ from ..pricing import PriceBook
 from ..providers._types import Message, ModelRequest, Provider
 from ..router import RouteDecision, Tier, TierTable, answer_key
 from ._agent import Agent
+from ._limits import kill_scopes
 from ._task import Task, TaskStatus
 
 JUDGE_MAX_TOKENS = 8  # the judge answers one word
@@ -83,6 +84,10 @@ class Shadow(BaseModel):
     def account(self, now: float) -> str:
         """The eval account that pays for shadow runs started at ``now`` (one per UTC day)."""
         return f"eval:shadow:day:{dt.datetime.fromtimestamp(now, dt.UTC):%Y-%m-%d}"
+
+
+class _Skipped(Exception):
+    """A shadow run that is not to be made (its live task's scope was killed meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -195,10 +200,21 @@ class Shadower:
         )
         status, reason = TaskStatus.SUCCEEDED, None
         try:
+            # A kill switch thrown on the live task's agent, tenant or tag since it ran stops its shadows too
+            # (they spend the eval account only, so no reservation of theirs would see the flag).
+            killed = await anyio.to_thread.run_sync(
+                self.ledger.accounts.killed_among, kill_scopes(job.task.agent, job.task.tenant, job.task.tags)
+            )
+            if killed:
+                status = TaskStatus.KILLED
+                reason = f"killed: the kill switch was thrown for {', '.join(sorted(killed))}"
+                raise _Skipped
             async with self._limiter:
                 verdict["agreed"], verdict["scored_by"] = await self._compare(ctx, job)
             if verdict["agreed"] is None:
                 status, reason = TaskStatus.FAILED, "no verdict: the judge's reply was neither YES nor NO"
+        except _Skipped:
+            pass
         except BudgetStop as stop:
             status, reason = TaskStatus.BUDGET_EXCEEDED, f"shadow budget: {stop.reason}"
         except Exception as exc:  # a shadow run never fails the live task: what went wrong is on its own row
