@@ -21,11 +21,12 @@ import pytest
 from billing_server import BillingServer, BillLine, Call, Fault, Price
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inflight import Inflight
 from sqlmodel import select
 
-from paymaster import Agent, Alert, Budget, Limit, ModelRequest, ModelResponse, RetryPolicy, Runtime, Tier
+from paymaster import Agent, Alert, Budget, Limit, RetryPolicy, Runtime, Tier
 from paymaster.ledger import AccountRecord, StepRecord
-from paymaster.providers import AnthropicProvider, OpenAIProvider, Provider
+from paymaster.providers import AnthropicProvider, OpenAIProvider
 from paymaster.runtime import Outcome, TaskStatus
 
 # Published prices, dollars per million tokens (the providers' pricing pages; genai-prices has the same).
@@ -62,27 +63,6 @@ def _tiers() -> list[Tier]:
 
 
 AGENT_OF = {"openai": Worker, "anthropic": Thinker}
-
-
-class Inflight:
-    """Wraps a provider and counts how many of its calls were in flight at once."""
-
-    def __init__(self, inner: Provider) -> None:
-        self.inner, self.name = inner, inner.name
-        self.now = self.peak = 0
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        """The inner provider's answer, counted while it is awaited."""
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            return await self.inner.complete(request)
-        finally:
-            self.now -= 1
-
-    async def aclose(self) -> None:
-        """Close the inner provider's connections on the running loop."""
-        await self.inner.aclose()  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -12,9 +12,10 @@ from pathlib import Path
 import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inflight import Inflight
 from sqlmodel import select
 
-from paymaster import Agent, Budget, Limit, ModelRequest, ModelResponse, RetryPolicy, Runtime, ScriptedProvider, Usage
+from paymaster import Agent, Budget, Limit, ModelRequest, RetryPolicy, Runtime, ScriptedProvider, Usage
 from paymaster.errors import BadRequestError, OverloadedError, ProviderTimeoutError, RateLimitError
 from paymaster.ledger import AccountRecord, Ledger, StepRecord, TaskRecord
 from paymaster.pricing import bound_prompt_tokens
@@ -62,22 +63,6 @@ def _provider(rng: random.Random, failure_rate: float) -> ScriptedProvider:
 
     # Real latency, so that many calls are in flight at once and their holds overlap.
     return ScriptedProvider(reply, usage=usage, latency=rng.uniform(0.002, 0.015))
-
-
-class Inflight:
-    """Wraps a provider and counts how many of its calls were in flight at once."""
-
-    def __init__(self, inner: ScriptedProvider) -> None:
-        self.inner, self.name = inner, inner.name
-        self.now = self.peak = 0
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            return await self.inner.complete(request)
-        finally:
-            self.now -= 1
 
 
 def _check_accounts(ledger: Ledger) -> None:
