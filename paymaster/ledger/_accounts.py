@@ -111,13 +111,9 @@ class Accounts:
         tier: str | None = None,
         ttl_seconds: float = RESERVATION_TTL_SECONDS,
     ) -> Reservation | Refusal:
-        """Hold ``held`` on every account at once, or on none."""
-        ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
-        where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
-        book = self.leases
-        self._lease_first(ids, held)
-        return self._sql.call(lambda tx: reserve_tx(tx, ids, held, where, book), may_abort=True,
-                              locks=self._locks(ids))
+        """Hold ``held`` on every account at once, or on none (blocks this thread until it is committed)."""
+        return self.reserve_later(accounts, held, task_id=task_id, kind=kind, subtask_id=subtask_id,
+                                  provider=provider, model=model, tier=tier, ttl_seconds=ttl_seconds).result()
 
     def reserve_later(
         self,
@@ -133,7 +129,7 @@ class Accounts:
         ttl_seconds: float = RESERVATION_TTL_SECONDS,
     ) -> Pending[Reservation | Refusal]:
         """Queue a reservation for a caller that waits for it; resolves once committed (or refused)."""
-        ids = sorted(set(accounts))
+        ids = sorted(set(accounts))  # one lock order for every writer (PostgreSQL row locks)
         where = self._where(task_id, kind, subtask_id, provider, model, tier, ttl_seconds)
         book = self.leases
         self._lease_first(ids, held)
