@@ -21,6 +21,7 @@ from paymaster.cli import app
 from paymaster.ledger import TaskRecord
 from paymaster.ledger._queries import Scope
 from paymaster.ledger._reader import Reader
+from paymaster.ledger._shadows import shadow_agent
 from paymaster.ledger._views import eval_points
 from tests.finops_helpers import DAY1, add_task
 
@@ -49,6 +50,10 @@ def report_html(ledger: Ledger, ledger_path: Path, tmp_path: Path) -> str:
     for i in range(4):
         add_task(ledger, f"e-fast-{i}", "grader", "0.01", tenant="eval", tags={"tier": "fast"}, success=i < 2)
         add_task(ledger, f"e-deep-{i}", "grader", "0.20", tenant="eval", tags={"tier": "deep"}, success=i < 3)
+    # Shadow evaluation of triage on two days: 3 of 4 matched the reference, then 4 of 4 and one without a verdict.
+    for i, (day, agreed) in enumerate([(0, True), (0, False), (0, True), (0, True),
+                                       (1, True), (1, True), (1, None), (1, True), (1, True)]):
+        add_shadow(ledger, f"shadow-{i}", f"triage-{day}", agreed, at=DAY1 + day * 86_400 + 60)
     out = tmp_path / "report.html"
     result = runner.invoke(app, ["report", "-l", str(ledger_path), "--html", str(out)])
     assert result.exit_code == 0, result.output
@@ -56,6 +61,21 @@ def report_html(ledger: Ledger, ledger_path: Path, tmp_path: Path) -> str:
     return out.read_text(encoding="utf-8")
 
 
+def add_shadow(ledger: Ledger, task_id: str, live: str, agreed: bool | None, *, at: float) -> None:
+    """A finished shadow run of ``live``'s subtask s1 (fast checked against deep), as the runtime records one."""
+    verdict = {"of": live, "subtask": "s1", "routed": "fast", "reference": "deep", "agreed": agreed,
+               "scored_by": "judge on fast"}
+    ledger.open_task(TaskRecord(id=task_id, agent=shadow_agent("triage"), agent_version="1", tenant="acme",
+                                created_at=at, parent_id=live))
+    ledger.record_step({"task_id": task_id, "kind": "eval", "tier": "deep", "model": "gpt-4o", "provider": "openai",
+                        "cost_picos": 2 * 10**10, "baseline_picos": 2 * 10**10, "created_at": at})
+    ledger.update_task(task_id, plan={"shadow": verdict})
+    ledger.finish_task(task_id, status="failed" if agreed is None else "succeeded", stop_reason=None, output=None,
+                       success=agreed)
+
+
+SHADOW_ROWS = [("2026-11-02", "4", "3", "75.0%", "0", "$0.080000"), ("2026-11-03", "4", "4", "100.0%", "1",
+                                                                       "$0.100000")]
 EXPECTED_CHARTS = {"daily", "savings", "tiers", "outcome", "hist-triage", "hist-refund", "hist-research",
                    "hist-grader", "showback-team", "showback-tier", "top", "quality"}
 
@@ -67,6 +87,13 @@ def test_the_page_is_self_contained_and_escapes_ledger_text(report_html: str) ->
     assert EVIL not in report_html and "&lt;script&gt;alert(1)&lt;/script&gt;" in report_html
     assert "fast: 50.0% of 4 at $0.010000 a task" in report_html and "deep: 75.0% of 4" in report_html
     assert "2026-11-11</td><td class='n'>$4.800000" in report_html  # the planted day, exact, among the anomalies
+    shadow = re.search(r"<table data-table='shadow'>(.*?)</table>", report_html)
+    assert shadow is not None and "Router quality measured by shadow evaluation" in report_html
+    assert _cells(shadow[1])[1:] == SHADOW_ROWS  # per UTC day: shadowed, matched, quality, unscored, eval cost
+
+
+def _cells(table: str) -> list[tuple[str, ...]]:
+    return [tuple(re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)]
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
@@ -93,6 +120,10 @@ def test_every_chart_renders_in_headless_chromium_without_errors(report_html: st
     assert f'data-charts="{n}/{n}"' in body[1]  # the page's own check: every chart laid out with marks in it
     rendered = dict(re.findall(r'data-chart="([^"]+)"[^>]*data-rendered="(\d+)"', dom.stdout))
     assert set(rendered) == EXPECTED_CHARTS and all(int(v) > 0 for v in rendered.values())
+    # The shadow-quality table laid out in the browser with its two days, exactly as the ledger says.
+    table = re.search(r'<table data-table="shadow" data-rendered="(\d+)">(.*?)</table>', dom.stdout, re.S)
+    assert table is not None and table[1] == str(len(SHADOW_ROWS))
+    assert _cells(table[2])[1:] == SHADOW_ROWS
     shot = ARTIFACTS / "report-chromium.png"
     shot.unlink(missing_ok=True)
     taken = _chromium(f"--screenshot={shot}", "--window-size=900,2600", "--hide-scrollbars", page.as_uri(),

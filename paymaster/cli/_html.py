@@ -16,6 +16,7 @@ from decimal import Decimal
 from html import escape
 
 from ..ledger._economics import AgentEconomics
+from ..ledger._shadows import ShadowDay
 from ..ledger._views import Charts, Histogram, QualityPoint, Report
 from ._tables import usd as fmt_usd
 
@@ -37,7 +38,8 @@ svg{display:block;margin:6px 0}svg text{font:11px system-ui,sans-serif;fill:#333
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 """
 
-# Marks each chart that laid out with something in it; the browser test reads the marks, a reader never sees them.
+# Marks each chart that laid out with something in it, and each named table that laid out with its count of rows;
+# the browser test reads the marks, a reader never sees them.
 _SCRIPT = """
 window.addEventListener("error", function (e) {
   document.body.setAttribute("data-errors", (document.body.getAttribute("data-errors") || "") + e.message + ";");
@@ -49,6 +51,10 @@ document.addEventListener("DOMContentLoaded", function () {
     if (box.width > 0 && box.height > 0 && marks > 0) { svg.setAttribute("data-rendered", marks); drawn += 1; }
   });
   document.body.setAttribute("data-charts", drawn + "/" + charts.length);
+  document.querySelectorAll("table[data-table]").forEach(function (table) {
+    var box = table.getBoundingClientRect();
+    if (box.width > 0 && box.height > 0) { table.setAttribute("data-rendered", table.rows.length - 1); }
+  });
 });
 """
 
@@ -93,7 +99,8 @@ def render_html(report: Report) -> str:
         bars = [("(untagged)" if r.key is None else r.key, r.cost, f"{fmt_usd(r.cost)} · {r.tasks:,} tasks")
                 for r in rows]
         parts += [f"<h2>Showback by tag {escape(key)}</h2>", _bars(f"showback-{key}", bars)]
-    parts += [_economics(report), _raises(report), _anomalies(report), f"<script>{_SCRIPT}</script></body></html>"]
+    parts += [_shadow(report.shadow), _economics(report), _raises(report), _anomalies(report),
+              f"<script>{_SCRIPT}</script></body></html>"]
     return "\n".join(parts)
 
 
@@ -310,6 +317,21 @@ def _anomalies(report: Report) -> str:
                 f"<td class='n'>${d.threshold:,.2f}</td></tr>" for d in found.days]
         out.append("</table>")
     return "".join(out)
+
+
+def _shadow(days: Sequence[ShadowDay]) -> str:
+    """The router's quality measured by shadow evaluation, per UTC day (the terminal report's table)."""
+    if not days:
+        return ""
+    out = ["<h2>Router quality measured by shadow evaluation</h2><p class='muted'>A sample of live subtasks re-run "
+           "on the reference tier: the share whose live answer matched the reference's. Unscored: no verdict (the "
+           "shadow budget ran out, a failure, or the judge answered neither yes nor no).</p>",
+           "<table data-table='shadow'><tr><th>day (UTC)</th><th>shadowed</th><th>matched</th><th>quality</th>"
+           "<th>unscored</th><th>eval cost</th></tr>"]
+    out += [f"<tr><td>{d.day}</td><td class='n'>{d.scored:,}</td><td class='n'>{d.matched:,}</td>"
+            f"<td class='n'>{'-' if d.quality is None else f'{100 * d.quality:.1f}%'}</td>"
+            f"<td class='n'>{d.unscored:,}</td><td class='n'>{fmt_usd(d.cost)}</td></tr>" for d in days]
+    return "".join(out) + "</table>"
 
 
 def _economics(report: Report) -> str:
