@@ -16,6 +16,8 @@ def _counter() -> Any:
 STEP_KINDS = ("plan", "execute", "tool", "retry", "summarise", "aggregate", "eval", "cache_hit")
 STEP_STATUSES = ("ok", "error", "refused", "unsettled")
 TASK_STATUSES_OPEN = ("running", "awaiting_approval")
+# Literal, not bound: a query must repeat a partial index's condition word for word for the index to serve it.
+OPEN_TASKS_SQL = "status IN ('running', 'awaiting_approval')"
 
 
 # Covering indexes for the report's scans, so each reads a narrow index instead of every task row:
@@ -32,12 +34,17 @@ REPORT_INDEXES = (
     # Each agent's latest recorded human cost: only the tasks that recorded one.
     Index("ix_tasks_human_cost", "agent", "created_at", "status", "human_cost_picos",
           sqlite_where=text("human_cost_picos IS NOT NULL"), postgresql_where=text("human_cost_picos IS NOT NULL")),
+    # Recovery looks for the tasks still open; only those are indexed, so a finished task leaves the index
+    # instead of adding an entry to a part of it that grows with every task ever run.
+    Index("ix_tasks_open", "status", sqlite_where=text(OPEN_TASKS_SQL), postgresql_where=text(OPEN_TASKS_SQL)),
 )
 # Indexes an older Paymaster made that these replace: dropped by the upgrade, so no write pays for them.
-# ix_tasks_agent is a prefix of ix_tasks_agent_cost; the reservations table holds only calls in flight,
-# so scanning it is cheaper than keeping two more indexes written twice per call.
+# ix_tasks_agent is a prefix of ix_tasks_agent_cost and ix_tasks_created_at one of ix_tasks_daily; nothing
+# looks tasks up by parent; ix_tasks_open indexes the open tasks that ix_tasks_status found among all of
+# them. The reservations table holds only calls in flight, so scanning it is cheaper than keeping two more
+# indexes written twice per call.
 RETIRED_INDEXES = {
-    "tasks": ("ix_tasks_day", "ix_tasks_agent"),
+    "tasks": ("ix_tasks_day", "ix_tasks_agent", "ix_tasks_created_at", "ix_tasks_parent_id", "ix_tasks_status"),
     "reservations": ("ix_reservations_task_id", "ix_reservations_expires_at"),
 }
 
@@ -55,7 +62,7 @@ class TaskRecord(SQLModel, table=True):
     tags: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     budget: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     input_preview: str = ""
-    status: str = Field(default="running", index=True)
+    status: str = Field(default="running")  # the open ones are indexed: ix_tasks_open
     stop_reason: str | None = None
     output: str | None = None
     success: bool | None = None
@@ -68,13 +75,13 @@ class TaskRecord(SQLModel, table=True):
     output_tokens: int = 0
     calls: int = 0
     plan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    parent_id: str | None = Field(default=None, index=True)
+    parent_id: str | None = None
     depth: int = 0
     owner: str = ""  # host:pid of the process running it, to spot tasks orphaned by a crash
     policy_version: str | None = None  # the policy_version of the config it ran under
     human_cost_picos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     """What a person costs per successful outcome, as the agent declared it when the task ran (for ROI)."""
-    created_at: float = Field(index=True)  # newest first, ties in the order written
+    created_at: float  # newest first, ties in the order written; indexed first in ix_tasks_daily
     finished_at: float | None = None
 
 

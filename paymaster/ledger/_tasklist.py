@@ -51,7 +51,7 @@ def recent_tasks(
         "SELECT tasks.id, tasks.created_at, tasks.finished_at, tasks.agent, tasks.agent_version, tasks.tenant, "
         f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
         "tasks.output_tokens, tasks.cache_hits, tasks.unpriced_calls, tasks.cost_picos, tasks.baseline_picos, "
-        f"tasks.saved_picos FROM tasks WHERE {cond} ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
+        f"tasks.saved_picos FROM tasks WHERE {cond} ORDER BY {_newest_first(reader)} LIMIT {int(limit)}",
         params,
     )
     return [_task_row(r) for r in rows]
@@ -92,6 +92,11 @@ class StepRow:
     note: str | None
 
 
+def _newest_first(reader: Reader) -> str:
+    # Tasks opened in the same instant: on SQLite the one written last first, elsewhere by id, never at random.
+    return f"tasks.created_at DESC, {'tasks.rowid' if reader.dialect == 'sqlite' else 'tasks.id'} DESC"
+
+
 def _json(reader: Reader, column: str) -> str:
     # PostgreSQL's json columns come back as text through a cast, as SQLite keeps them.
     return f"tasks.{column}" if reader.dialect == "sqlite" else f"CAST(tasks.{column} AS TEXT)"
@@ -103,7 +108,7 @@ def _detail_rows(reader: Reader, cond: str, params: dict[str, Any], limit: int) 
         f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
         "tasks.output_tokens, tasks.cache_hits, tasks.unpriced_calls, tasks.cost_picos, tasks.baseline_picos, "
         f"tasks.saved_picos, {_json(reader, 'budget')}, {_json(reader, 'plan')} FROM tasks WHERE {cond} "
-        f"ORDER BY tasks.created_at DESC LIMIT {int(limit)}",
+        f"ORDER BY {_newest_first(reader)} LIMIT {int(limit)}",
         params,
     )
     details = []
