@@ -239,8 +239,9 @@ def eval_command(
 def calibrate_command(
     records: Annotated[Path | None, typer.Argument(help="Replay file: recorded outcomes per tier (paymaster eval "
                                                         "--record).")] = None,
-    out: Annotated[Path, typer.Option(help="Thresholds file to write (a kNN index is written beside it).")] = Path(
-        "thresholds.json"),
+    out: Annotated[Path | None, typer.Option(help="Router file to write (a learned index is written beside it); "
+                                                  "default thresholds.json, and with --refit it must be named.")
+                   ] = None,
     target: Annotated[str, typer.Option(help="Share of the reference's accuracy (quality) or cost (cost).")] = "0.95",
     objective: Annotated[str, typer.Option(help="quality: cheapest setting reaching the target; cost: most accurate "
                                                 "setting within it.")] = "quality",
@@ -260,15 +261,26 @@ def calibrate_command(
     from_ledger: Annotated[str | None, typer.Option(help="Instead of a replay file: check the target on the shadow "
                                                          "evaluation records in this ledger (exit 1 if it fails).")
                            ] = None,
+    refit: Annotated[Path | None, typer.Option(help="With --from-ledger: re-fit this thresholds or policy file on "
+                                                    "the shadow records it routed and write it to --out. Shadow "
+                                                    "records only say whether a cheaper tier matched the reference, "
+                                                    "so a re-fit only moves work toward the reference (lower "
+                                                    "thresholds, a lower price of accuracy, or every subtask to the "
+                                                    "reference): the cheapest such setting certified at --delta.")
+                     ] = None,
     agent: Annotated[str | None, typer.Option(help="With --from-ledger: only this agent's subtasks.")] = None,
     since: Annotated[str | None, typer.Option(help="With --from-ledger: only records since 7d, 24h or a date.")
                      ] = None,
 ) -> None:
     """Calibrate a router on recorded outcomes and write the file Runtime(router=...) loads; or check it on live
-    traffic (--from-ledger)."""
+    traffic (--from-ledger), and re-fit it there (--from-ledger LEDGER --refit FILE --out NEW)."""
     if from_ledger is not None or records is None:
-        _from_ledger(from_ledger, records, target, delta, agent, since)
+        _from_ledger(from_ledger, records, target, delta, agent, since, refit, out, config)
         return
+    if refit is not None:
+        console.print("[red]error:[/red] --refit re-fits a router file on shadow records: give --from-ledger LEDGER")
+        raise typer.Exit(2)
+    out = out or Path("thresholds.json")
     from ..evals._plot import curve_points, plot_cost_quality
     from ..evals._record import calibrate_file
     from ..evals._tables import split_table
@@ -307,7 +319,8 @@ def calibrate_command(
 
 
 def _from_ledger(
-    ledger: str | None, records: Path | None, target: str, delta: float, agent: str | None, since: str | None
+    ledger: str | None, records: Path | None, target: str, delta: float, agent: str | None, since: str | None,
+    refit: Path | None, out: Path | None, config: Path | None,
 ) -> None:
     from ._report import _Usage as _WhenUsage
     from ._report import parse_when
@@ -323,7 +336,7 @@ def _from_ledger(
     except _WhenUsage as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    calibrate_from_ledger(ledger, target, delta, agent, start)
+    calibrate_from_ledger(ledger, target, delta, agent, start, refit=refit, out=out, config=config)
 
 
 def _calibration_inputs(

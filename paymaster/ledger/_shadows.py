@@ -110,6 +110,26 @@ def shadow_records(source: Reader | Ledger, scope: Scope | None = None) -> list[
     return out
 
 
+def shadow_texts(source: Reader | Ledger, records: Iterable[ShadowRecord]) -> dict[str, str]:
+    """Each record's subtask text as the router saw it (its goal in the live task's plan), by shadow task id.
+
+    A record whose live task or plan is gone is left out (its shadow row keeps only a 500-character preview).
+    """
+    reader = as_reader(source)
+    wanted = list(records)
+    plans: dict[str, dict[str, str]] = {}
+    live = sorted({r.live_task_id for r in wanted})
+    for start in range(0, len(live), 500):  # a bounded IN list: SQLite caps a statement's parameters
+        names, values = in_params("live", live[start:start + 500])
+        for task_id, plan in reader.rows(f"SELECT tasks.id, tasks.plan FROM tasks WHERE tasks.id IN {names}", values):
+            raw = json.loads(plan) if isinstance(plan, str) else plan
+            subtasks = raw.get("subtasks") if isinstance(raw, dict) else None
+            plans[str(task_id)] = {str(s.get("id")): str(s.get("goal")) for s in subtasks or ()
+                                   if isinstance(s, dict) and isinstance(s.get("goal"), str)}
+    return {r.task_id: plans[r.live_task_id][r.subtask] for r in wanted
+            if r.subtask in plans.get(r.live_task_id, {})}
+
+
 def shadow_days(records: Iterable[ShadowRecord]) -> list[ShadowDay]:
     """The records per UTC day, oldest first: the router's measured quality over time."""
     days: dict[dt.date, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # scored, matched, unscored, picos
