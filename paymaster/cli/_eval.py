@@ -275,7 +275,7 @@ def calibrate_command(
     """Calibrate a router on recorded outcomes and write the file Runtime(router=...) loads; or check it on live
     traffic (--from-ledger), and re-fit it there (--from-ledger LEDGER --refit FILE --out NEW)."""
     if from_ledger is not None or records is None:
-        _from_ledger(from_ledger, records, target, delta, agent, since, refit, out, config)
+        _from_ledger(from_ledger, records, target, delta, agent, since, refit, out)
         return
     if refit is not None:
         console.print("[red]error:[/red] --refit re-fits a router file on shadow records: give --from-ledger LEDGER")
@@ -320,7 +320,7 @@ def calibrate_command(
 
 def _from_ledger(
     ledger: str | None, records: Path | None, target: str, delta: float, agent: str | None, since: str | None,
-    refit: Path | None, out: Path | None, config: Path | None,
+    refit: Path | None, out: Path | None,
 ) -> None:
     from ._report import _Usage as _WhenUsage
     from ._report import parse_when
@@ -336,7 +336,7 @@ def _from_ledger(
     except _WhenUsage as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    calibrate_from_ledger(ledger, target, delta, agent, start, refit=refit, out=out, config=config)
+    calibrate_from_ledger(ledger, target, delta, agent, start, refit=refit, out=out)
 
 
 def _calibration_inputs(

@@ -47,7 +47,7 @@ def _check_out(refit: Path | None, out: Path | None) -> None:
 
 def calibrate_from_ledger(
     ledger: str, target: str, delta: float, agent: str | None, since: float | None, *, refit: Path | None = None,
-    out: Path | None = None, config: Path | None = None,
+    out: Path | None = None,
 ) -> None:
     """Print the router's shadow-measured quality with its bound; exit 1 when the target no longer holds.
 
@@ -77,7 +77,7 @@ def calibrate_from_ledger(
     _print_check(rows, records, share, delta)
     if refit is not None:
         assert out is not None
-        _refit(refit, out, config, records, texts, share, delta)
+        _refit(refit, out, records, texts, share, delta)
         return
     overall = rows[0]
     if overall.holds:
@@ -111,15 +111,13 @@ def _print_check(rows: list[LiveQuality], records: list[ShadowRecord], share: fl
 
 
 def _refit(
-    source: Path, out: Path, config: Path | None, records: list[ShadowRecord], texts: dict[str, str], share: float,
+    source: Path, out: Path, records: list[ShadowRecord], texts: dict[str, str], share: float,
     delta: float,
 ) -> None:
     from ..evals._shadow import refit, write_refit
-    from ..runtime._config import Settings
 
     try:
-        settings = Settings.resolve(config=config, tiers=None, routes=None, prices=None, limits=None, tag_keys=None)
-        fit = refit(source, settings.tiers, records, texts, share, delta)
+        fit = refit(source, records, texts, share, delta)
     except (ValueError, PaymasterError) as exc:
         raise _fail(str(exc)) from None
     for what, n in fit.left_out.items():

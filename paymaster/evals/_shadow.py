@@ -31,7 +31,7 @@ from ..router._score import (
     load_thresholds,
     save_thresholds,
 )
-from ..router._tiers import TierTable
+from ..router._tiers import Tier, TierTable
 from ..router._utility import option_label
 from ._calibrate import _grid, walk_many
 
@@ -150,8 +150,7 @@ def _verdict(record: ShadowRecord, route: str) -> float:
 
 
 def refit(
-    path: Path, table: TierTable, records: Sequence[ShadowRecord], texts: Mapping[str, str], target: float,
-    delta: float,
+    path: Path, records: Sequence[ShadowRecord], texts: Mapping[str, str], target: float, delta: float
 ) -> Refit:
     """Re-fit the router file at ``path`` on shadow ``records`` (``texts``: each one's subtask text, by task id)."""
     if not 0 < target <= 1:
@@ -166,7 +165,7 @@ def refit(
             left_out["live plan gone"] += 1
         else:
             candidates.append(r)
-    chain = _chain(path, kind, table, [texts[r.task_id] for r in candidates]) if candidates else []
+    chain = _chain(path, kind, [texts[r.task_id] for r in candidates]) if candidates else []
     keep = [i for i, r in enumerate(candidates) if chain[-1].routes[i] == r.routed]
     if len(keep) < len(candidates):
         left_out["routed otherwise (an agent's own route, another router file, or the file changed since)"] += (
@@ -181,7 +180,6 @@ def refit(
         raise ConfigurationError(f"the shadow records compare against several reference tiers {references}: "
                                  "re-fit on one (--since the day the Shadow tier last changed)")
     [reference] = references
-    table.get(reference)  # the fallback routes there: an unknown tier fails now, naming the known ones
     settings = [Setting(f"every subtask to {reference}", (reference,) * len(used), None, fallback=True)]
     settings += [Setting(s.label, tuple(s.routes[i] for i in keep), s.value) for s in chain]
     stats = [Paired.of([_verdict(r, route) for r, route in zip(used, s.routes, strict=True)], [1.0] * len(used))
@@ -209,7 +207,7 @@ def _kind(path: Path) -> Literal["thresholds", "utility", "cascade"]:
     raise ConfigurationError(f"{path} is neither a thresholds file nor a policy file; paymaster calibrate writes them")
 
 
-def _chain(path: Path, kind: str, table: TierTable, texts: list[str]) -> list[Setting]:
+def _chain(path: Path, kind: str, texts: list[str]) -> list[Setting]:
     """The file's settings, from the most escalating to the file as it is (the last), routing ``texts``."""
     np = require_numpy()
     if kind == "thresholds":
@@ -225,9 +223,12 @@ def _chain(path: Path, kind: str, table: TierTable, texts: list[str]) -> list[Se
             routes = tuple(tiers[int(i)] for i in walk_many(values, value))
             out.append(Setting(f"thresholds {[round(v, 6) for v in value]}", routes, value))
         return out
-    from ..router._policy import PolicyRouter
+    from ..router._policy import PolicyRouter, load_policy
 
-    router = PolicyRouter.from_file(path, table)
+    # A decision reads only tier names, never a tier's model: a table of the policy's own names will do, so the
+    # re-fit needs neither the runtime's config nor its providers.
+    names = sorted(load_policy(path).tiers())
+    router = PolicyRouter.from_file(path, TierTable([Tier(name=n, provider="refit", model=n) for n in names]))
     policy = router.policy
     if kind == "cascade":
         assert policy.cascade is not None
