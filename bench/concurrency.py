@@ -6,7 +6,10 @@ plan is 2 x 200 ms. A ticker task measures how late the event loop wakes it
 (its lag) while the tasks run, and the interpreter's garbage-collection pauses
 are added up. Three runs: no cap; a tenant day cap of 1.2x
 what the work costs (every task should succeed); and of 0.5x (no overshoot:
-spend stays under the cap).
+spend stays under the cap). A last run is a peer's: the same plans through
+the OpenAI Agents SDK (``Runner.run`` on a fake model with the same latency,
+four calls at once and then the join), which keeps no ledger and reserves
+nothing.
 
     python bench/concurrency.py --tasks 1000 --markdown bench/out/results.md
 """
@@ -21,6 +24,7 @@ import time
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -106,6 +110,62 @@ async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Age
     }
 
 
+def peer_model() -> Any:
+    """The OpenAI Agents SDK's agent on a fake model that answers after ``LATENCY``; None when not installed."""
+    try:
+        from agents import Agent as OAgent
+        from agents import Model, ModelResponse, set_tracing_disabled
+        from agents import Usage as OUsage
+        from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+    except ImportError:
+        return None
+    set_tracing_disabled(True)
+
+    class Slow(Model):  # type: ignore[misc]
+        async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            await anyio.sleep(LATENCY)
+            text = ResponseOutputText(text="ok", type="output_text", annotations=[])
+            message = ResponseOutputMessage(id="m", content=[text], role="assistant", status="completed",
+                                            type="message")
+            return ModelResponse(output=[message], usage=OUsage(requests=1, input_tokens=200, output_tokens=50,
+                                                               total_tokens=250), response_id=None)
+
+        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+    return OAgent(name="fanout", instructions="Answer.", model=Slow())
+
+
+async def peer_run(agent: Any, tasks: int) -> dict[str, object]:
+    """The same plan shape through the OpenAI Agents SDK: four parts at once, then the join; no ledger."""
+    from agents import Runner
+
+    lags: list[float] = []
+    stop = anyio.Event()
+
+    async def task(i: int) -> None:
+        async with anyio.create_task_group() as parts:
+            for p in range(4):
+                parts.start_soon(Runner.run, agent, f"Part {p} of job {i}.")
+        await Runner.run(agent, f"Join the parts of job {i}.")
+
+    started = time.perf_counter()
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(ticker, lags, stop)
+        async with anyio.create_task_group() as tg:
+            for i in range(tasks):
+                tg.start_soon(task, i)
+        wall = time.perf_counter() - started
+        stop.set()
+    gc.callbacks.remove(pauses)
+    lags.sort()
+    return {"wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lags[int(0.99 * (len(lags) - 1))] * 1000,
+            "succeeded": tasks, "spent": None, "account_spent": None, "cap": None,
+            "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
@@ -132,11 +192,16 @@ def main() -> None:
         runs["tenant cap 1.2x, max_tokens auto"] = anyio.run(
             one_run, auto_db, args.tasks, (work * Decimal("1.2")).quantize(Decimal("0.000001")), FanoutAuto
         )
+    peer = peer_model()
+    if peer is None:
+        print("skipped the OpenAI Agents SDK run: not installed (pip install -e '.[bench]')")
+    else:
+        runs["peer: OpenAI Agents SDK, no ledger, no cap"] = anyio.run(peer_run, peer, args.tasks)
     for name, r in runs.items():
         wall, critical = float(r["wall"]), float(r["critical"])  # type: ignore[arg-type]
         rows.append(f"| {name} | {wall:.2f} | {wall / critical:.2f} | {float(r['lag_p99_ms']):.1f} | "  # type: ignore[arg-type]
                     f"{float(r['gc_s']):.2f} ({float(r['gc_longest_ms']):.0f}) | "  # type: ignore[arg-type]
-                    f"{r['succeeded']}/{args.tasks} | ${r['account_spent'] or r['spent']} | "
+                    f"{r['succeeded']}/{args.tasks} | {_usd(r['account_spent'] or r['spent'])} | "
                     f"{'-' if r['cap'] is None else '$' + str(r['cap'])} |")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = "\n".join(rows) + f"\n\nPeak RSS {peak_mb:.0f} MB."
@@ -145,6 +210,10 @@ def main() -> None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         with args.markdown.open("a") as out:
             out.write(f"\n### {args.tasks} tasks x 5 subtasks, {LATENCY * 1000:.0f} ms provider latency\n\n{table}\n")
+
+
+def _usd(value: object) -> str:
+    return "-" if value is None else f"${value}"
 
 
 if __name__ == "__main__":
