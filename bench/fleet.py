@@ -5,8 +5,10 @@ loop, against a zero-latency scripted provider, all on the tenant's day
 account. Reports reserved calls per second in total, the writes each call
 makes to the shared account's row (without leases: one to reserve, one to
 settle; with leases: a lease taken or returned, counted by each worker), and
-the overshoot (spend past the cap), which must be 0. Runs with and without
-leases, on a cap that leaves room for every call and on one that runs out.
+the overshoot (spend past the cap), which must be 0, and where the machine's
+CPU went: milliseconds per call in the worker processes and, when the server
+runs on this host, in PostgreSQL's processes. Runs with and without leases, on
+a cap that leaves room for every call and on one that runs out.
 
     eval "$(.ci/postgres start /tmp/pg)"
     python bench/fleet.py --url "$PAYMASTER_TEST_POSTGRES" --workers 8 --tasks 400
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import time
 from decimal import Decimal
 from typing import Any
@@ -46,16 +49,37 @@ def _worker(url: str, cap: str, tasks: int, start: float, leases: bool, writes: 
                     await rt.run(Call, f"job {i}", tenant="fleet")
 
             await anyio.sleep(max(start - time.time(), 0))  # every process starts together
+            cpu = time.process_time()
             async with anyio.create_task_group() as tg:
                 for i in range(tasks):
                     tg.start_soon(one, i)
+        cpu = time.process_time() - cpu  # the writer thread's and the closing's included
         book = rt.ledger.accounts.leases  # closed: every lease is back
-        writes.put(sum(n for a, n in book.writes.items() if a.startswith("tenant:fleet:day:")) if book else 0)
+        count = sum(n for a, n in book.writes.items() if a.startswith("tenant:fleet:day:")) if book else 0
+        writes.put((count, cpu))
 
     anyio.run(main)
 
 
-def run(url: str, workers: int, tasks: int, cap: str, leases: bool) -> dict[str, float]:
+def postgres_cpu_seconds() -> float | None:
+    """CPU time used so far by the PostgreSQL processes on this host (Linux /proc); None when there are none."""
+    ticks, found = 0, False
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if not comm.read().startswith("postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a backend that ended meanwhile
+        # utime and stime, and for the postmaster cutime and cstime: the backends that have ended
+        ticks += sum(int(f) for f in fields[11:15])
+        found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def run(url: str, workers: int, tasks: int, cap: str, leases: bool) -> dict[str, Any]:
     """One run on a fresh tenant account: calls per second, and spend against the cap."""
     db = Ledger(url)
     db.sql.call(lambda tx: tx.execute("DELETE FROM accounts WHERE id LIKE 'tenant:fleet%'"))
@@ -65,16 +89,23 @@ def run(url: str, workers: int, tasks: int, cap: str, leases: bool) -> dict[str,
              for _ in range(workers)]
     for p in procs:
         p.start()
+    while time.time() < start:
+        time.sleep(0.01)
+    server = postgres_cpu_seconds()
     for p in procs:
         p.join()
     elapsed = time.time() - start
+    server = None if server is None else (postgres_cpu_seconds() or 0.0) - server
     rows = db.sql.call(lambda tx: list(tx.execute(
         "SELECT spent_picos, reserved_picos, spent_calls FROM accounts WHERE id LIKE 'tenant:fleet:day:%'"
     ).fetchall()))
     db.close()
     spent, reserved, calls = (int(v) for v in rows[0])
-    lease_writes = sum(writes.get() for _ in procs)
+    reports = [writes.get() for _ in procs]
+    lease_writes = sum(n for n, _ in reports)
     return {
+        "worker_ms_per_call": 1000 * sum(c for _, c in reports) / max(calls, 1),
+        "server_ms_per_call": None if server is None else 1000 * server / max(calls, 1),
         "writes_per_call": lease_writes / max(calls, 1) if leases else 2.0,
         "calls": calls, "seconds": elapsed, "calls_per_second": calls / elapsed,
         "spent_usd": float(from_picos(spent)), "reserved": reserved,
@@ -88,13 +119,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--tasks", type=int, default=400, help="tasks per worker")
     args = parser.parse_args()
-    print("| holds | cap | workers | calls | calls/s in total | shared-account writes per call | overshoot |")
-    print("|---|---|---|---|---|---|---|")
+    print("| holds | cap | workers | calls | calls/s in total | shared-account writes per call | overshoot |"
+          " CPU ms per call: workers | PostgreSQL |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for leases in (False, True):
         for label, cap in (("room for all", "1000"), ("runs out", "0.5")):
             r = run(args.url, args.workers, args.tasks, cap, leases)
             print(f"| {'leases' if leases else 'rows'} | {label} (${cap}) | {args.workers} | {r['calls']:.0f} |"
-                  f" {r['calls_per_second']:.0f} | {r['writes_per_call']:.3f} | ${r['overshoot_usd']:.6f} |")
+                  f" {r['calls_per_second']:.0f} | {r['writes_per_call']:.3f} | ${r['overshoot_usd']:.6f} |"
+                  f" {r['worker_ms_per_call']:.2f} | {_ms(r['server_ms_per_call'])} |")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":
