@@ -84,8 +84,8 @@ class Accounts:
         if not ids:
             return set()
         members, params = in_list("a", ids)
-        return set(self._sql.call(lambda tx: [str(r[0]) for r in tx.execute(
-            f"SELECT id FROM accounts WHERE killed = 1 AND id IN {members}", params).fetchall()]))
+        return {str(r[0]) for r in self._sql.read(f"SELECT id FROM accounts WHERE killed = 1 AND id IN {members}",
+                                                  params)}
 
     # -- reserve and settle -----------------------------------------------------
 

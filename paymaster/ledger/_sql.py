@@ -9,12 +9,15 @@ parameters and translated for drivers that use ``%(name)s``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LedgerError
+from ._group import _pyformat
 from ._writer import Cursor, Pending, Tx, Writer, in_list, sqlite_pragmas
 
 __all__ = ["Cursor", "SqlRunner", "Tx", "in_list", "sqlite_pragmas"]
@@ -54,6 +57,10 @@ class SqlRunner:
 
         self.writer = Writer(connect, sqlite=sqlite, where=str(engine.url),
                              connect_inline=connect_inline if sqlite else None)
+        self._where = str(engine.url)  # SQLAlchemy masks a password in it
+        self._sqlite_file = database if sqlite else None
+        self._reading = threading.Lock()
+        self._read_conn: Any = None
 
     def call(
         self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
@@ -83,6 +90,29 @@ class SqlRunner:
         """Return once the work this thread queued without waiting is committed (blocks this thread)."""
         self.writer.settle()
 
+    def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of one read-only query, on a connection of its own: it neither waits for the writer
+        thread nor takes SQLite's write lock (a watch that polls every second must not stall the writers)."""
+        try:
+            with self._reading:
+                if self._sqlite_file is not None:
+                    if self._read_conn is None:
+                        # Autocommit: each query is its own WAL read, which no writer waits on.
+                        self._read_conn = sqlite3.connect(self._sqlite_file, isolation_level=None,
+                                                          check_same_thread=False, timeout=30)
+                        self._read_conn.execute("PRAGMA busy_timeout=30000")
+                    return list(self._read_conn.execute(sql, dict(params or {})).fetchall())
+                with self.engine.connect() as conn:  # pooled; a server's reads take no lock a writer waits on
+                    rows = conn.exec_driver_sql(_pyformat(sql), dict(params or {})).fetchall()
+                    conn.rollback()
+                    return [tuple(r) for r in rows]
+        except (sqlite3.Error, SQLAlchemyError) as exc:
+            raise LedgerError(f"cannot read the ledger {self._where}: {exc}") from exc
+
     def close(self) -> None:
-        """Finish queued work and close the write connection."""
+        """Finish queued work and close the write connection (and the read one)."""
         self.writer.close()
+        with self._reading:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
