@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -79,6 +80,14 @@ def test_the_config_sets_agent_and_tool_policies_and_each_task_records_its_versi
     assert refused.status == "refused" and refused.error is not None and "role ['analyst']" in refused.error
     assert [r.limit for r in rules] == [30]
     assert Trader.budget == Budget(usd="10") and Trader.role is None  # the class itself is untouched
+    # `paymaster ledger show` names the policy version the task ran under.
+    from typer.testing import CliRunner
+
+    from paymaster.cli import app
+
+    shown = CliRunner().invoke(app, ["ledger", "show", outcome.task_id, "--ledger", str(tmp_path / "l.db")])
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"policy\s+2026-11-30\.1", shown.output)
 
 
 def test_without_a_config_tasks_record_no_policy_version(tmp_path: Path) -> None:
@@ -139,7 +148,6 @@ def test_an_agent_rate_in_code_still_applies_when_the_file_sets_other_things(tmp
 def test_the_readme_policies_snippet_runs_as_printed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import re
 
     from readme_snippets import run_block
 

@@ -124,6 +124,8 @@ def _header(task: TaskRecord | TaskDetail) -> Table:
     head.add_row("tenant", task.tenant)
     head.add_row("tags", ", ".join(f"{k}={v}" for k, v in sorted(task.tags.items())) or "-")
     head.add_row("budget", ", ".join(f"{k}={v}" for k, v in task.budget.items()) or "no caps")
+    if task.policy_version is not None:  # the config's policies it ran under (governance as code)
+        head.add_row("policy", task.policy_version)
     head.add_row("status", Text(task.status, style=_STATUS_STYLE.get(task.status, "")))
     if task.stop_reason:
         head.add_row("stop reason", Text(task.stop_reason))

@@ -69,6 +69,7 @@ class TaskDetail(TaskRow):
 
     budget: dict[str, object]
     plan: dict[str, object] | None
+    policy_version: str | None = None  # the config's policy_version it ran under
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ def _detail_rows(reader: Reader, cond: str, params: dict[str, Any], limit: int) 
         "SELECT tasks.id, tasks.created_at, tasks.finished_at, tasks.agent, tasks.agent_version, tasks.tenant, "
         f"{reader.tags_text()}, tasks.status, tasks.stop_reason, tasks.success, tasks.calls, tasks.input_tokens, "
         "tasks.output_tokens, tasks.cache_hits, tasks.unpriced_calls, tasks.cost_picos, tasks.baseline_picos, "
-        f"tasks.saved_picos, {_json(reader, 'budget')}, {_json(reader, 'plan')} FROM tasks WHERE {cond} "
+        f"tasks.saved_picos, {_json(reader, 'budget')}, {_json(reader, 'plan')}, tasks.policy_version "
+        f"FROM tasks WHERE {cond} "
         f"ORDER BY {_newest_first(reader)} LIMIT {int(limit)}",
         params,
     )
@@ -116,7 +118,7 @@ def _detail_rows(reader: Reader, cond: str, params: dict[str, Any], limit: int) 
         listed = _task_row(r)
         details.append(TaskDetail(**{f.name: getattr(listed, f.name) for f in fields(TaskRow)},
                                   budget=json.loads(r[18]) if r[18] else {},
-                                  plan=json.loads(r[19]) if r[19] else None))
+                                  plan=json.loads(r[19]) if r[19] else None, policy_version=r[20]))
     return details
 
 
