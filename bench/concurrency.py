@@ -192,6 +192,7 @@ def main() -> None:
         runs["tenant cap 1.2x, max_tokens auto"] = anyio.run(
             one_run, auto_db, args.tasks, (work * Decimal("1.2")).quantize(Decimal("0.000001")), FanoutAuto
         )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Paymaster's runs only
     peer = peer_model()
     if peer is None:
         print("skipped the OpenAI Agents SDK run: not installed (pip install -e '.[bench]')")
@@ -203,8 +204,7 @@ def main() -> None:
                     f"{float(r['gc_s']):.2f} ({float(r['gc_longest_ms']):.0f}) | "  # type: ignore[arg-type]
                     f"{r['succeeded']}/{args.tasks} | {_usd(r['account_spent'] or r['spent'])} | "
                     f"{'-' if r['cap'] is None else '$' + str(r['cap'])} |")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table = "\n".join(rows) + f"\n\nPeak RSS {peak_mb:.0f} MB."
+    table = "\n".join(rows) + f"\n\nPeak RSS of Paymaster's runs {peak_mb:.0f} MB."
     print(table)
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
