@@ -21,12 +21,13 @@ import gc
 import resource
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anyio
+from overhead import openai_fake_agent  # bench/ is on the path: this script runs from there
 
 from paymaster import Agent, Budget, Complexity, Limit, Plan, Runtime, ScriptedProvider, Subtask, Usage
 from paymaster._money import from_picos
@@ -76,79 +77,10 @@ class GcPauses:
             self.longest = max(self.longest, pause)
 
 
-async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Agent] = Fanout) -> dict[str, object]:
-    limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))] if cap is not None else []
-    provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY)
+async def burst(task: Callable[[int], Awaitable[None]], tasks: int) -> tuple[float, float, GcPauses]:
+    """Start ``tasks`` tasks at once and wait for them all: wall time, the loop's lag p99 meanwhile, GC pauses."""
     lags: list[float] = []
     stop = anyio.Event()
-    with Runtime(ledger=ledger, provider=provider, limits=limits) as rt:
-        outcomes = []
-
-        async def task(i: int) -> None:
-            outcomes.append(await rt.run(agent, f"Job {i}.", tenant="acme"))
-
-        started = time.perf_counter()
-        pauses = GcPauses()
-        gc.callbacks.append(pauses)
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(ticker, lags, stop)
-            async with anyio.create_task_group() as tg:
-                for i in range(tasks):
-                    tg.start_soon(task, i)
-            wall = time.perf_counter() - started
-            stop.set()
-        gc.callbacks.remove(pauses)
-        spent = sum((o.cost_usd or Decimal(0)) for o in outcomes)
-        day = next((a for a in (rt.ledger.account(f"tenant:acme:day:{time.strftime('%Y-%m-%d', time.gmtime())}"),)
-                    if a is not None), None)
-    lags.sort()
-    return {
-        "wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lags[int(0.99 * (len(lags) - 1))] * 1000,
-        "succeeded": sum(o.status.value == "succeeded" for o in outcomes), "spent": spent,
-        "account_spent": None if day is None else from_picos(day.spent_picos), "cap": cap,
-        "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000,
-    }
-
-
-def peer_model() -> Any:
-    """The OpenAI Agents SDK's agent on a fake model that answers after ``LATENCY``; None when not installed."""
-    try:
-        from agents import Agent as OAgent
-        from agents import Model, ModelResponse, set_tracing_disabled
-        from agents import Usage as OUsage
-        from openai.types.responses import ResponseOutputMessage, ResponseOutputText
-    except ImportError:
-        return None
-    set_tracing_disabled(True)
-
-    class Slow(Model):  # type: ignore[misc]
-        async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
-            await anyio.sleep(LATENCY)
-            text = ResponseOutputText(text="ok", type="output_text", annotations=[])
-            message = ResponseOutputMessage(id="m", content=[text], role="assistant", status="completed",
-                                            type="message")
-            return ModelResponse(output=[message], usage=OUsage(requests=1, input_tokens=200, output_tokens=50,
-                                                               total_tokens=250), response_id=None)
-
-        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
-            raise NotImplementedError
-
-    return OAgent(name="fanout", instructions="Answer.", model=Slow())
-
-
-async def peer_run(agent: Any, tasks: int) -> dict[str, object]:
-    """The same plan shape through the OpenAI Agents SDK: four parts at once, then the join; no ledger."""
-    from agents import Runner
-
-    lags: list[float] = []
-    stop = anyio.Event()
-
-    async def task(i: int) -> None:
-        async with anyio.create_task_group() as parts:
-            for p in range(4):
-                parts.start_soon(Runner.run, agent, f"Part {p} of job {i}.")
-        await Runner.run(agent, f"Join the parts of job {i}.")
-
     started = time.perf_counter()
     pauses = GcPauses()
     gc.callbacks.append(pauses)
@@ -161,9 +93,43 @@ async def peer_run(agent: Any, tasks: int) -> dict[str, object]:
         stop.set()
     gc.callbacks.remove(pauses)
     lags.sort()
-    return {"wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lags[int(0.99 * (len(lags) - 1))] * 1000,
-            "succeeded": tasks, "spent": None, "account_spent": None, "cap": None,
-            "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000}
+    return wall, lags[int(0.99 * (len(lags) - 1))], pauses
+
+
+async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Agent] = Fanout) -> dict[str, object]:
+    limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))] if cap is not None else []
+    provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY)
+    with Runtime(ledger=ledger, provider=provider, limits=limits) as rt:
+        outcomes = []
+
+        async def task(i: int) -> None:
+            outcomes.append(await rt.run(agent, f"Job {i}.", tenant="acme"))
+
+        wall, lag_p99, pauses = await burst(task, tasks)
+        spent = sum((o.cost_usd or Decimal(0)) for o in outcomes)
+        day = next((a for a in (rt.ledger.account(f"tenant:acme:day:{time.strftime('%Y-%m-%d', time.gmtime())}"),)
+                    if a is not None), None)
+    return {
+        "wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lag_p99 * 1000,
+        "succeeded": sum(o.status.value == "succeeded" for o in outcomes), "spent": spent,
+        "account_spent": None if day is None else from_picos(day.spent_picos), "cap": cap,
+        "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000,
+    }
+
+
+async def peer_run(agent: Any, tasks: int) -> dict[str, object]:
+    """The same plan shape through the OpenAI Agents SDK: four parts at once, then the join; no ledger."""
+    from agents import Runner
+
+    async def task(i: int) -> None:
+        async with anyio.create_task_group() as parts:
+            for p in range(4):
+                parts.start_soon(Runner.run, agent, f"Part {p} of job {i}.")
+        await Runner.run(agent, f"Join the parts of job {i}.")
+
+    wall, lag_p99, pauses = await burst(task, tasks)
+    return {"wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lag_p99 * 1000, "succeeded": tasks, "spent": None,
+            "account_spent": None, "cap": None, "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000}
 
 
 def main() -> None:
@@ -193,7 +159,7 @@ def main() -> None:
             one_run, auto_db, args.tasks, (work * Decimal("1.2")).quantize(Decimal("0.000001")), FanoutAuto
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Paymaster's runs only
-    peer = peer_model()
+    peer = openai_fake_agent(LATENCY, USAGE.input_tokens, USAGE.output_tokens)
     if peer is None:
         print("skipped the OpenAI Agents SDK run: not installed (pip install -e '.[bench]')")
     else:

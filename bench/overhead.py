@@ -64,10 +64,11 @@ def pydantic_ai_runner() -> Runner | None:
     return run
 
 
-def openai_agents_runner() -> Runner | None:
+def openai_fake_agent(latency: float = 0.0, input_tokens: int = 12, output_tokens: int = 2) -> Any:
+    """An OpenAI Agents SDK agent on a fake ``Model`` that answers "ok" after ``latency`` s; None if not installed."""
     try:
         from agents import Agent as OAgent
-        from agents import Model, ModelResponse, Runner, set_tracing_disabled
+        from agents import Model, ModelResponse, set_tracing_disabled
         from agents import Usage as OUsage
         from openai.types.responses import ResponseOutputMessage, ResponseOutputText
     except ImportError:
@@ -76,19 +77,30 @@ def openai_agents_runner() -> Runner | None:
 
     class Fake(Model):  # type: ignore[misc]
         async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            if latency:
+                await anyio.sleep(latency)
             text = ResponseOutputText(text="ok", type="output_text", annotations=[])
             message = ResponseOutputMessage(id="m", content=[text], role="assistant", status="completed",
                                             type="message")
-            return ModelResponse(output=[message], usage=OUsage(requests=1, input_tokens=12, output_tokens=2,
-                                                               total_tokens=14), response_id=None)
+            return ModelResponse(output=[message], usage=OUsage(requests=1, input_tokens=input_tokens,
+                                                               output_tokens=output_tokens,
+                                                               total_tokens=input_tokens + output_tokens),
+                                 response_id=None)
 
         def stream_response(self, *args: Any, **kwargs: Any) -> Any:
             raise NotImplementedError
 
-    agent = OAgent(name="echo", instructions="Answer.", model=Fake())
+    return OAgent(name="echo", instructions="Answer.", model=Fake())
+
+
+def openai_agents_runner() -> Runner | None:
+    agent = openai_fake_agent()
+    if agent is None:
+        return None
+    from agents import Runner as ORunner
 
     async def run(prompt: str) -> object:
-        return await Runner.run(agent, prompt)
+        return await ORunner.run(agent, prompt)
 
     return run
 
