@@ -53,3 +53,54 @@ def test_max_tokens_takes_only_auto_or_none() -> None:
         class Bad(Agent):
             name = "bad"
             max_tokens = 500  # type: ignore[assignment]
+
+
+def test_auto_keeps_learning_once_its_window_of_replies_is_full(ledger_path: Path) -> None:
+    from paymaster.executors._lengths import WINDOW
+
+    lengths: list[int] = []
+
+    def reply(request: ModelRequest) -> ModelResponse:
+        needed = lengths.pop(0)
+        if request.max_tokens < needed:
+            return ModelResponse(text="cut", usage=Usage(input_tokens=30, output_tokens=request.max_tokens),
+                                 model="gpt-4o-mini", finish_reason="length")
+        return _reply(needed)
+
+    provider = ScriptedProvider(reply)
+    with Runtime(ledger=ledger_path, provider=provider, tiers=TIERS) as rt:
+        lengths.extend([20] * (WINDOW + 10))
+        for i in range(WINDOW + 10):
+            rt.run_sync(Brief, f"Question {i}?")
+        assert provider.calls[-1].request.max_tokens == 30  # 20 x 1.5
+        # Replies grow longer: the limit follows them (a cut reply is asked again, and both are counted).
+        lengths.extend([100, 100] * 400)
+        for i in range(400):
+            rt.run_sync(Brief, f"Longer question {i}?")
+            if provider.calls[-1].request.max_tokens == 150:
+                break
+    assert provider.calls[-1].request.max_tokens == 150  # 100 x 1.5, learnt after the window was full
+
+
+@pytest.mark.anyio
+async def test_tasks_starting_together_read_the_reply_history_once(
+    ledger_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio
+
+    from paymaster.executors._lengths import ReplyLengths
+
+    reads: list[tuple[str, str, str]] = []
+    history = ReplyLengths._history
+
+    async def counted(self: ReplyLengths, key: tuple[str, str, str]) -> list[int]:
+        reads.append(key)
+        return await history(self, key)
+
+    monkeypatch.setattr(ReplyLengths, "_history", counted)
+    with Runtime(ledger=ledger_path, provider=ScriptedProvider(lambda r: _reply(10), latency=0.01),
+                 tiers=TIERS) as rt:
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(rt.run, Brief, f"Question {i}?")
+    assert reads == [("brief", "execute", "fast")]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import anyio
+
 from ..ledger import Ledger
 
 MIN_SAMPLES = 20  # below this many observed replies, use the tier's maximum
@@ -29,26 +31,41 @@ class ReplyLengths:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self._seen: dict[Key, deque[int]] = {}
-        self._limits: dict[Key, tuple[int, int]] = {}  # key -> (observations when computed, limit)
+        self._count: dict[Key, int] = {}  # replies counted so far; the window keeps the last WINDOW of them
+        self._limits: dict[Key, tuple[int, int]] = {}  # key -> (count when computed, limit)
+        self._loading: dict[Key, anyio.Lock] = {}
 
     def observe(self, key: Key, output_tokens: int) -> None:
         """Count one reply's length (only for keys already in use)."""
         seen = self._seen.get(key)
         if seen is not None:
             seen.append(output_tokens)
+            self._count[key] += 1
 
     async def limit(self, key: Key, tier_max: int) -> int | None:
         """The ``max_tokens`` to ask for, or None when there is too little history (use ``tier_max``)."""
         seen = self._seen.get(key)
         if seen is None:
-            seen = self._seen[key] = deque(await self._history(key), maxlen=WINDOW)
+            # A thousand tasks starting at once all find no history yet: one of them reads it, the rest wait.
+            loading = self._loading.setdefault(key, anyio.Lock())
+            try:
+                async with loading:
+                    seen = self._seen.get(key)
+                    if seen is None:
+                        history = await self._history(key)
+                        seen = self._seen[key] = deque(history, maxlen=WINDOW)
+                        self._count[key] = len(history)
+            finally:
+                if self._loading.get(key) is loading:  # done with (a run_sync loop may not outlive it)
+                    del self._loading[key]
         if len(seen) < MIN_SAMPLES:
             return None
+        count = self._count[key]
         cached = self._limits.get(key)
-        if cached is None or len(seen) >= cached[0] + 50 or (len(seen) == WINDOW and cached[0] != len(seen)):
+        if cached is None or count >= cached[0] + 50:  # by replies counted: a full window keeps moving
             ordered = sorted(seen)
             p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-            cached = (len(seen), max(FLOOR, math.ceil(p99 * HEADROOM)))
+            cached = (count, max(FLOOR, math.ceil(p99 * HEADROOM)))
             self._limits[key] = cached
         return cached[1] if cached[1] < tier_max else None
 
@@ -60,5 +77,6 @@ class ReplyLengths:
             " ORDER BY s.id DESC LIMIT :n"
         )
         params = {"agent": agent, "kind": kind, "tier": tier, "n": WINDOW}
-        rows = await self._ledger.sql.run(lambda tx: list(tx.execute(sql, params).fetchall()))
+        # A read: on a connection of its own, in a worker thread, never queued behind the ledger's writes.
+        rows = await anyio.to_thread.run_sync(self._ledger.sql.read, sql, params)
         return [int(r[0]) for r in reversed(rows)]
