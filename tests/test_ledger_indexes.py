@@ -20,18 +20,20 @@ pytestmark = pytest.mark.ledgers
 
 REPORT = {"ix_tasks_agent_cost", "ix_tasks_daily", "ix_tasks_human_cost"}  # on every database
 SQLITE_ONLY = {"ix_tasks_rollup"}  # PostgreSQL cannot order a json column
+OPEN = {"ix_tasks_open"}  # recovery's: only the open tasks, on every database
+RETIRED = {"ix_tasks_day", "ix_tasks_agent", "ix_tasks_created_at", "ix_tasks_parent_id", "ix_tasks_status"}
 
 
 def _indexes(url: Any) -> set[str]:
     db = Ledger(url, create_schema=False)
     try:
-        return {str(ix["name"]) for ix in inspect(db.engine).get_indexes("tasks")} & (REPORT | SQLITE_ONLY)
+        return {str(ix["name"]) for ix in inspect(db.engine).get_indexes("tasks")} & (REPORT | SQLITE_ONLY | OPEN)
     finally:
         db.close()
 
 
 def _expected(url: Any) -> set[str]:
-    return REPORT if str(url).startswith("postgresql") else REPORT | SQLITE_ONLY
+    return (REPORT if str(url).startswith("postgresql") else REPORT | SQLITE_ONLY) | OPEN
 
 
 def _drop_report_indexes(url: Any) -> None:
@@ -39,7 +41,7 @@ def _drop_report_indexes(url: Any) -> None:
     db = Ledger(url, create_schema=False)
     try:
         with db.engine.begin() as conn:
-            for name in REPORT | SQLITE_ONLY:
+            for name in REPORT | SQLITE_ONLY | OPEN:
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     finally:
         db.close()
@@ -57,8 +59,12 @@ def test_an_older_ledger_gets_them_once_however_many_workers_open_it(ledger_path
     _drop_report_indexes(ledger_path)
     assert _indexes(ledger_path) == set()
     retired = Ledger(ledger_path, create_schema=False)
-    with retired.engine.begin() as conn:  # what the first read of an older Paymaster built
+    with retired.engine.begin() as conn:  # what older Paymasters built
         conn.exec_driver_sql("CREATE INDEX ix_tasks_day ON tasks (created_at, status, unpriced_calls, cost_picos)")
+        conn.exec_driver_sql("CREATE INDEX ix_tasks_agent ON tasks (agent)")
+        conn.exec_driver_sql("CREATE INDEX ix_tasks_created_at ON tasks (created_at)")
+        conn.exec_driver_sql("CREATE INDEX ix_tasks_parent_id ON tasks (parent_id)")
+        conn.exec_driver_sql("CREATE INDEX ix_tasks_status ON tasks (status)")
     retired.close()
 
     def start(_: int) -> None:
@@ -68,7 +74,7 @@ def test_an_older_ledger_gets_them_once_however_many_workers_open_it(ledger_path
         list(pool.map(start, range(6)))
     assert _indexes(ledger_path) == _expected(ledger_path)
     db = Ledger(ledger_path, create_schema=False)
-    assert "ix_tasks_day" not in {ix["name"] for ix in inspect(db.engine).get_indexes("tasks")}  # retired
+    assert not RETIRED & {ix["name"] for ix in inspect(db.engine).get_indexes("tasks")}  # every retired one
     db.close()
 
 
@@ -84,7 +90,7 @@ def test_the_report_reads_the_same_without_them(ledger_path: Any) -> None:
         assert (summary(reader), agent_costs(reader)) == indexed
     # A SQLite file is read through sqlite3, read-only: the next worker to open it builds them. Any other
     # database is read through a Ledger, which upgrades the schema as every worker does.
-    assert _indexes(ledger_path) == (set() if isinstance(ledger_path, Path) else REPORT)
+    assert _indexes(ledger_path) == (set() if isinstance(ledger_path, Path) else REPORT | OPEN)
 
 
 def test_the_reports_scans_of_tasks_read_covering_indexes(ledger: Ledger, ledger_path: Any,
@@ -113,3 +119,14 @@ def test_the_reports_scans_of_tasks_read_covering_indexes(ledger: Ledger, ledger
     ]
     conn.close()
     assert table_scans == []  # a scan of every task reads a narrow covering index, never the rows
+
+
+def test_recovery_finds_the_open_tasks_through_their_partial_index(ledger: Ledger, ledger_path: Any) -> None:
+    if not isinstance(ledger_path, Path):
+        pytest.skip("SQLite's query plans; PostgreSQL picks its plan by table size")
+    from paymaster.ledger._liveness import OPEN_TASKS
+
+    conn = sqlite3.connect(ledger_path)
+    plan = [str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {OPEN_TASKS}")]
+    conn.close()
+    assert plan == ["SEARCH tasks USING INDEX ix_tasks_open (status=?)"]

@@ -56,3 +56,14 @@ def test_a_password_in_the_url_is_never_shown(postgres_url: str) -> None:
     with pytest.raises(LedgerError) as refused:
         Ledger("postgresql://u:s3cret@127.0.0.1:1/db")  # nothing listens on port 1
     assert "s3cret" not in str(refused.value)
+    with pytest.raises(LedgerError) as refused:  # psycopg also takes the password as a URL option
+        Ledger("postgresql://u@127.0.0.1:1/db?password=s3cret&sslmode=disable")
+    assert "s3cret" not in str(refused.value)
+    as_option = Ledger(postgres_url + ("&" if "?" in postgres_url else "?") + "password=s3cret")
+    try:
+        assert "s3cret" not in as_option.url and "password=***" in as_option.url
+        with pytest.raises(LedgerError) as failed:  # the per-call path's errors name the ledger too
+            as_option.sql.read("SELECT no_such_column FROM tasks")
+        assert "s3cret" not in str(failed.value) and "password=***" in str(failed.value)
+    finally:
+        as_option.close()

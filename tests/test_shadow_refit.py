@@ -263,3 +263,31 @@ def test_a_utility_policy_is_refitted_by_its_price_of_accuracy(tmp_path: Path) -
     texts = mixed(10, start=300)
     assert run_traffic(tmp_path / "after.db", out, texts) == ["deep" if "integral" in t else "balanced"
                                                               for t in texts]
+
+
+def test_a_reference_in_the_middle_of_the_ladder_keeps_a_file_that_holds(tmp_path: Path) -> None:
+    # Three tiers, the shadow reference in the middle: lowering the balanced -> deep threshold would send
+    # work to deep, of whose answers the records know nothing. Such settings are left out, not failed, so a
+    # file whose every answer matched the reference is kept as it is, not replaced by "all to balanced".
+    from decimal import Decimal
+
+    from paymaster.evals._shadow import refit
+    from paymaster.ledger._shadows import ShadowRecord
+    from paymaster.router import LengthScorerSpec
+    from paymaster.router._score import load_scorer, walk
+
+    path = save_thresholds(Thresholds(scorer=LengthScorerSpec(), tiers=("fast", "balanced", "deep"),
+                                      thresholds=(0.05, 0.5)), tmp_path / "three.json")
+    thresholds = load_thresholds(path)
+    scorer = load_scorer(thresholds, tmp_path)
+    records, texts = [], {}
+    for i in range(200):
+        text = " ".join(["word"] * (2 + i % 20))  # short ones to fast, the rest to balanced; none to deep
+        routed = thresholds.tiers[walk(scorer.score(text).values, thresholds.thresholds)]
+        records.append(ShadowRecord(f"s{i}", f"live{i}", "clerk", "main", routed, "balanced", True, "judge",
+                                    "succeeded", Decimal(0), 1e9 + i))
+        texts[f"s{i}"] = text
+    fit = refit(path, records, texts, 0.9, 0.1)
+    assert {route for s in fit.settings for route in s.routes} <= {"fast", "balanced"}  # never to deep
+    assert fit.chosen == len(fit.settings) - 1 and fit.settings[-1].value == (0.05, 0.5)  # the file as it is
+    assert set(fit.split(len(fit.settings) - 1)) == {"fast", "balanced"}

@@ -181,7 +181,13 @@ def refit(
                                  "re-fit on one (--since the day the Shadow tier last changed)")
     [reference] = references
     settings = [Setting(f"every subtask to {reference}", (reference,) * len(used), None, fallback=True)]
-    settings += [Setting(s.label, tuple(s.routes[i] for i in keep), s.value) for s in chain]
+    for s in chain:
+        routes = tuple(s.routes[i] for i in keep)
+        # Only settings that send each record where it ran or to the reference: of any other tier's answer the
+        # records know nothing, so such a setting would fail the chain for want of evidence, not of quality
+        # (a reference in the middle of the ladder). Chosen by routes alone, so the bound stays valid.
+        if all(route in (r.routed, reference) for r, route in zip(used, routes, strict=True)):
+            settings.append(Setting(s.label, routes, s.value))
     stats = [Paired.of([_verdict(r, route) for r, route in zip(used, s.routes, strict=True)], [1.0] * len(used))
              for s in settings]
     [certificates] = certify([stats], target, "lower", delta)

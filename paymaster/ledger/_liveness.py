@@ -33,6 +33,7 @@ from ._sql import Tx, in_list
 from ._tables import OPEN_TASKS_SQL, TASK_STATUSES_OPEN
 from ._writer import lock_accounts
 
+OPEN_TASKS = f"SELECT id, owner FROM tasks WHERE {OPEN_TASKS_SQL}"  # served by the partial ix_tasks_open
 HEARTBEAT_SECONDS = 30.0  # a worker silent this long is taken for dead; it beats every third of it
 
 _SUMS = (
@@ -127,7 +128,7 @@ def recover_tx(tx: Tx, now: float, me: str | None) -> list[str]:
         " model, tier, host, pid, expires_at, owner, leases FROM reservations"
     ).fetchall()
     lease_owners = [str(r[0]) for r in tx.execute("SELECT DISTINCT owner FROM leases").fetchall()]
-    open_tasks = tx.execute(f"SELECT id, owner FROM tasks WHERE {OPEN_TASKS_SQL}").fetchall()
+    open_tasks = tx.execute(OPEN_TASKS).fetchall()
     owners = {str(r[15]) if r[15] is not None else f"{r[12]}:{r[13]}" for r in rows}
     owners |= {str(t[1]) for t in open_tasks if t[1]} | set(lease_owners)
     dead = {o: why for o in owners if (why := _why_dead(o, me, workers, now)) is not None}

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 OPEN_STATUSES = ("running", "awaiting_approval")
 _DEFAULT_URL = "sqlite:///paymaster.db"
 _PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", re.IGNORECASE)
+_PASSWORD_OPTION = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # psycopg takes one as a URL option too
 _ENV = "PAYMASTER_LEDGER"
 
 def ledger_url(url: str | Path | None) -> str:
@@ -45,8 +46,8 @@ def ledger_url(url: str | Path | None) -> str:
 
 
 def shown_url(url: str) -> str:
-    """The URL to show in messages and reports: a password in it is replaced by ``***``."""
-    return _PASSWORD.sub(r"\1:***@", url)
+    """The URL to show in messages and reports: a password in it (or in a ``password=`` option) is ``***``."""
+    return _PASSWORD_OPTION.sub(r"\1***", _PASSWORD.sub(r"\1:***@", url))
 
 
 def _sqlite_file(url: str) -> Path | None:

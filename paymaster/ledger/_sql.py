@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import ConfigurationError, LedgerError
 from ._group import _pyformat
+from ._reader import shown_url
 from ._writer import Cursor, Pending, Tx, Writer, in_list, sqlite_pragmas
 
 __all__ = ["Cursor", "SqlRunner", "Tx", "in_list", "sqlite_pragmas"]
@@ -55,12 +56,14 @@ class SqlRunner:
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints, off the loop
             return conn
 
-        self.writer = Writer(connect, sqlite=sqlite, where=str(engine.url),
+        where = shown_url(str(engine.url))  # SQLAlchemy masks the URL's password, not a password= option
+        self.writer = Writer(connect, sqlite=sqlite, where=where,
                              connect_inline=connect_inline if sqlite else None)
-        self._where = str(engine.url)  # SQLAlchemy masks a password in it
+        self._where = where
         self._sqlite_file = database if sqlite else None
         self._reading = threading.Lock()
         self._read_conn: Any = None
+        self._closed = False
 
     def call(
         self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
@@ -95,6 +98,8 @@ class SqlRunner:
         thread nor takes SQLite's write lock (a watch that polls every second must not stall the writers)."""
         try:
             with self._reading:
+                if self._closed:  # a late reader (a shadow run's check) must not open what nothing will close
+                    raise LedgerError(f"the ledger {self._where} is closed")
                 if self._sqlite_file is not None:
                     if self._read_conn is None:
                         # Autocommit: each query is its own WAL read, which no writer waits on.
@@ -113,6 +118,7 @@ class SqlRunner:
         """Finish queued work and close the write connection (and the read one)."""
         self.writer.close()
         with self._reading:
+            self._closed = True
             if self._read_conn is not None:
                 self._read_conn.close()
                 self._read_conn = None

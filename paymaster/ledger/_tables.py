@@ -17,7 +17,8 @@ STEP_KINDS = ("plan", "execute", "tool", "retry", "summarise", "aggregate", "eva
 STEP_STATUSES = ("ok", "error", "refused", "unsettled")
 TASK_STATUSES_OPEN = ("running", "awaiting_approval")
 # Literal, not bound: a query must repeat a partial index's condition word for word for the index to serve it.
-OPEN_TASKS_SQL = "status IN ('running', 'awaiting_approval')"
+# A change to the open statuses changes this condition: rename ix_tasks_open then (the upgrade matches by name).
+OPEN_TASKS_SQL = f"status IN ({', '.join(repr(s) for s in TASK_STATUSES_OPEN)})"
 
 
 # Covering indexes for the report's scans, so each reads a narrow index instead of every task row:
