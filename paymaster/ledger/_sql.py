@@ -94,8 +94,9 @@ class SqlRunner:
         self.writer.settle()
 
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Every row of one read-only query, on a connection of its own: it neither waits for the writer
-        thread nor takes SQLite's write lock (a watch that polls every second must not stall the writers)."""
+        """Every row of one read-only query, read beside the writer thread, never through it."""
+        # A connection of its own: a watch that polls every second must neither queue behind the writes
+        # nor take SQLite's write lock, which would stall the writers of every process on the file.
         try:
             with self._reading:
                 if self._closed:  # a late reader (a shadow run's check) must not open what nothing will close
