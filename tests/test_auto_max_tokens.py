@@ -22,15 +22,19 @@ def _reply(output_tokens: int) -> ModelResponse:
                          finish_reason="stop")
 
 
+def _within(request: ModelRequest, needed: int) -> ModelResponse:
+    """A reply of ``needed`` tokens, or one cut at ``max_tokens`` (as a provider does) when that is fewer."""
+    if request.max_tokens < needed:
+        return ModelResponse(text="cut", usage=Usage(input_tokens=30, output_tokens=request.max_tokens),
+                             model="gpt-4o-mini", finish_reason="length")
+    return _reply(needed)
+
+
 def test_auto_sizes_max_tokens_from_observed_replies_and_asks_again_when_cut(ledger_path: Path) -> None:
     def reply(request: ModelRequest) -> ModelResponse:
         prompt = request.messages[-1].content
         # "Question i?" needs 10-16 tokens (p99 16, so 24 with headroom); the long question needs 400.
-        needed = 400 if "long" in prompt else 10 + int(prompt.rsplit(" ", 1)[-1].rstrip("?")) % 7
-        if request.max_tokens < needed:
-            return ModelResponse(text="cut", usage=Usage(input_tokens=30, output_tokens=request.max_tokens),
-                                 model="gpt-4o-mini", finish_reason="length")
-        return _reply(needed)
+        return _within(request, 400 if "long" in prompt else 10 + int(prompt.rsplit(" ", 1)[-1].rstrip("?")) % 7)
 
     provider = ScriptedProvider(reply)
     with Runtime(ledger=ledger_path, provider=provider, tiers=TIERS) as rt:
@@ -61,11 +65,7 @@ def test_auto_keeps_learning_once_its_window_of_replies_is_full(ledger_path: Pat
     lengths: list[int] = []
 
     def reply(request: ModelRequest) -> ModelResponse:
-        needed = lengths.pop(0)
-        if request.max_tokens < needed:
-            return ModelResponse(text="cut", usage=Usage(input_tokens=30, output_tokens=request.max_tokens),
-                                 model="gpt-4o-mini", finish_reason="length")
-        return _reply(needed)
+        return _within(request, lengths.pop(0))
 
     provider = ScriptedProvider(reply)
     with Runtime(ledger=ledger_path, provider=provider, tiers=TIERS) as rt:
