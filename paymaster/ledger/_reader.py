@@ -66,22 +66,26 @@ class Reader:
         self._owns_ledger = False
         self._conn: sqlite3.Connection | None = None
         self._held: Connection | None = None  # the connection of an open PostgreSQL snapshot
-        if source is not None and not isinstance(source, str | Path):
-            self._ledger = source
-            self.url = source.url
-        else:
+        ledger = None
+        if source is None or isinstance(source, str | Path):
             url = ledger_url(source)
-            self.url = shown_url(url)
-            path = _sqlite_file(url)
-            if path is not None and path.is_file():
-                self._conn = sqlite3.connect(path, timeout=30)
-                self._conn.execute("PRAGMA busy_timeout=30000")
-            else:
-                # Other databases, or a file that does not exist yet: the Ledger creates and checks the tables.
-                from ._ledger import Ledger
+        else:
+            ledger, url = source, source.url  # a Ledger's url shows no password
+        self.url = shown_url(url)
+        path = _sqlite_file(url)
+        if path is not None and path.is_file():
+            # A stdlib connection of its own, for a Ledger's file too: the Ledger's engine would take the
+            # write lock for every read, and stall the writers of every process on the file.
+            self._conn = sqlite3.connect(path, timeout=30)
+            self._conn.execute("PRAGMA busy_timeout=30000")
+        elif ledger is not None:
+            self._ledger = ledger
+        else:
+            # Other databases, or a file that does not exist yet: the Ledger creates and checks the tables.
+            from ._ledger import Ledger
 
-                self._ledger = Ledger(url)
-                self._owns_ledger = True
+            self._ledger = Ledger(url)
+            self._owns_ledger = True
         self.dialect = "sqlite" if self._conn is not None else self._engine_dialect()
 
     def _engine_dialect(self) -> str:
@@ -93,8 +97,7 @@ class Reader:
         """Every query inside reads one state of the ledger, so figures from several queries add up.
 
         SQLite: one read transaction (WAL readers see the state at their first read, writers go on).
-        PostgreSQL: one REPEATABLE READ transaction. A SQLite ledger opened through a ``Ledger`` (whose
-        transactions take the write lock) reads statement by statement instead.
+        PostgreSQL: one REPEATABLE READ transaction.
         """
         if self._conn is not None:
             self._conn.execute("BEGIN")

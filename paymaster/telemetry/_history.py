@@ -39,9 +39,7 @@ def read_history(ledger: Ledger, recent: int, now: float | None = None) -> Histo
     """Read the medians of each agent's last ``recent`` finished tasks and each (agent, tenant)'s daily spend."""
     read_at = time.time() if now is None else now
     today = int(read_at // DAY_SECONDS)
-    sqlite = ledger.engine.dialect.name == "sqlite"
-    # A SQLite file gets its own stdlib connection: the Ledger's engine would take the write lock.
-    with Reader(ledger.url if sqlite else ledger) as reader:
+    with Reader(ledger) as reader:
         costs = reader.rows(
             "SELECT agent, cost_picos FROM (SELECT agent, cost_picos, ROW_NUMBER() OVER "
             f"(PARTITION BY agent ORDER BY created_at DESC) AS n FROM tasks WHERE {_FINISHED_PRICED}) AS recent "

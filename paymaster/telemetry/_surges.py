@@ -130,9 +130,7 @@ class SurgeAlerts:
         return self._deliver(self._find(None if agents is None else set(agents), self.clock()))
 
     def _find(self, agents: set[str] | None, now: float) -> list[Surge]:
-        sqlite = self.ledger.engine.dialect.name == "sqlite"
-        # A SQLite file gets its own stdlib connection: the Ledger's engine would take the write lock.
-        with Reader(self.ledger.url if sqlite else self.ledger) as reader:
+        with Reader(self.ledger) as reader:
             since = now - self.window_seconds
             if agents is None:
                 return surges(reader, Scope(since=since), factor=self.factor)
