@@ -62,8 +62,10 @@ def test_a_password_in_the_url_is_never_shown(postgres_url: str) -> None:
     as_option = Ledger(postgres_url + ("&" if "?" in postgres_url else "?") + "password=s3cret")
     try:
         assert "s3cret" not in as_option.url and "password=***" in as_option.url
-        with pytest.raises(LedgerError) as failed:  # the per-call path's errors name the ledger too
-            as_option.sql.read("SELECT no_such_column FROM tasks")
+        from paymaster.ledger._reader import Reader
+
+        with pytest.raises(LedgerError) as failed, Reader(as_option) as reader:  # reads name the ledger too
+            reader.rows("SELECT no_such_column FROM tasks")
         assert "s3cret" not in str(failed.value) and "password=***" in str(failed.value)
     finally:
         as_option.close()

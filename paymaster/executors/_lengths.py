@@ -16,6 +16,7 @@ from collections import deque
 import anyio
 
 from ..ledger import Ledger
+from ..ledger._reader import Reader
 
 MIN_SAMPLES = 20  # below this many observed replies, use the tier's maximum
 WINDOW = 1000  # the most recent replies that count
@@ -77,6 +78,10 @@ class ReplyLengths:
             " ORDER BY s.id DESC LIMIT :n"
         )
         params = {"agent": agent, "kind": kind, "tier": tier, "n": WINDOW}
-        # A read: on a connection of its own, in a worker thread, never queued behind the ledger's writes.
-        rows = await anyio.to_thread.run_sync(self._ledger.sql.read, sql, params)
+        def read() -> list[tuple[int]]:
+            with Reader(self._ledger) as reader:
+                return reader.rows(sql, params)
+
+        # A read beside the writer, in a worker thread: never queued behind the ledger's writes.
+        rows = await anyio.to_thread.run_sync(read)
         return [int(r[0]) for r in reversed(rows)]

@@ -78,15 +78,6 @@ class Accounts:
         if self.leases is not None:
             self.leases.expire(ids)  # this worker's next call there takes a new lease, which reads the flag
 
-    def killed_among(self, account_ids: Iterable[str]) -> set[str]:
-        """Which of these accounts have their kill flag set (thrown by any worker on the ledger)."""
-        ids = sorted(set(account_ids))
-        if not ids:
-            return set()
-        members, params = in_list("a", ids)
-        return {str(r[0]) for r in self._sql.read(f"SELECT id FROM accounts WHERE killed = 1 AND id IN {members}",
-                                                  params)}
-
     # -- reserve and settle -----------------------------------------------------
 
     def _where(self, task_id: str, kind: str, subtask_id: str | None, provider: str | None, model: str | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -29,8 +29,8 @@ from ._leases import LEASE_SECONDS
 from ._liveness import HEARTBEAT_SECONDS, beat_tx, leave_tx, new_worker_id, register_tx
 from ._paths import check_ledger_path
 from ._queued import QueuedWrites
-from ._reader import ledger_url, shown_url
-from ._sql import SqlRunner
+from ._reader import Reader, ledger_url, shown_url
+from ._sql import SqlRunner, in_list
 from ._tables import AccountRecord, ReservationRecord, StepRecord, TaskRecord
 from ._writer import Pending
 
@@ -282,6 +282,18 @@ class Ledger(QueuedWrites):
         worst case (status ``unsettled``) and its tasks end as ``interrupted``.
         """
         return self.accounts.recover()
+
+    def killed_among(self, account_ids: Iterable[str]) -> set[str]:
+        """Which of these accounts have their kill flag set (thrown by any worker on the ledger)."""
+        ids = sorted(set(account_ids))
+        if not ids:
+            return set()
+        # A read beside the writer, never through it: a watch that asks every second must not queue behind the
+        # writes, nor (SQLite) take the write lock that the writers of every process wait for.
+        members, params = in_list("a", ids)
+        with Reader(self) as reader:
+            return {str(r[0]) for r in reader.rows(f"SELECT id FROM accounts WHERE killed = 1 AND id IN {members}",
+                                                   params)}
 
     def served_models(self) -> dict[tuple[str, str], dict[str, int]]:
         """What each requested model has been seen served as: (provider, requested) -> {served: max output}."""

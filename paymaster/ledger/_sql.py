@@ -9,15 +9,12 @@ parameters and translated for drivers that use ``%(name)s``.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import ConfigurationError, LedgerError
-from ._group import _pyformat
+from ..errors import ConfigurationError
 from ._reader import shown_url
 from ._writer import Cursor, Pending, Tx, Writer, in_list, sqlite_pragmas
 
@@ -59,11 +56,6 @@ class SqlRunner:
         where = shown_url(str(engine.url))  # SQLAlchemy masks the URL's password, not a password= option
         self.writer = Writer(connect, sqlite=sqlite, where=where,
                              connect_inline=connect_inline if sqlite else None)
-        self._where = where
-        self._sqlite_file = database if sqlite else None
-        self._reading = threading.Lock()
-        self._read_conn: Any = None
-        self._closed = False
 
     def call(
         self, fn: Callable[[Tx], T], *, may_abort: bool = False, locks: Sequence[str] = (), alone: bool = False
@@ -93,33 +85,6 @@ class SqlRunner:
         """Return once the work this thread queued without waiting is committed (blocks this thread)."""
         self.writer.settle()
 
-    def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Every row of one read-only query, read beside the writer thread, never through it."""
-        # A connection of its own: a watch that polls every second must neither queue behind the writes
-        # nor take SQLite's write lock, which would stall the writers of every process on the file.
-        try:
-            with self._reading:
-                if self._closed:  # a late reader (a shadow run's check) must not open what nothing will close
-                    raise LedgerError(f"the ledger {self._where} is closed")
-                if self._sqlite_file is not None:
-                    if self._read_conn is None:
-                        # Autocommit: each query is its own WAL read, which no writer waits on.
-                        self._read_conn = sqlite3.connect(self._sqlite_file, isolation_level=None,
-                                                          check_same_thread=False, timeout=30)
-                        self._read_conn.execute("PRAGMA busy_timeout=30000")
-                    return list(self._read_conn.execute(sql, dict(params or {})).fetchall())
-                with self.engine.connect() as conn:  # pooled; a server's reads take no lock a writer waits on
-                    rows = conn.exec_driver_sql(_pyformat(sql), dict(params or {})).fetchall()
-                    conn.rollback()
-                    return [tuple(r) for r in rows]
-        except (sqlite3.Error, SQLAlchemyError) as exc:
-            raise LedgerError(f"cannot read the ledger {self._where}: {exc}") from exc
-
     def close(self) -> None:
-        """Finish queued work and close the write connection (and the read one)."""
+        """Finish queued work and close the write connection."""
         self.writer.close()
-        with self._reading:
-            self._closed = True
-            if self._read_conn is not None:
-                self._read_conn.close()
-                self._read_conn = None

@@ -39,7 +39,7 @@ class KillWatch:
         if loop is None or loop.is_closed() or not running:
             return
         scopes = {a for r in running if r.killed is None for a in r.accounts if not a.startswith("task:")}
-        killed = self._ledger.accounts.killed_among(scopes)
+        killed = self._ledger.killed_among(scopes)
         if killed:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: its tasks are gone
                 loop.call_soon_threadsafe(self.stop, killed)

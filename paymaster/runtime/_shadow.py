@@ -203,7 +203,7 @@ class Shadower:
             # A kill switch thrown on the live task's agent, tenant or tag since it ran stops its shadows too
             # (they spend the eval account only, so no reservation of theirs would see the flag).
             killed = await anyio.to_thread.run_sync(
-                self.ledger.accounts.killed_among, kill_scopes(job.task.agent, job.task.tenant, job.task.tags)
+                self.ledger.killed_among, kill_scopes(job.task.agent, job.task.tenant, job.task.tags)
             )
             if killed:
                 status = TaskStatus.KILLED
