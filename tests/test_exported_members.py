@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import paymaster
 
@@ -38,3 +39,12 @@ def test_importing_paymaster_leaves_the_cache_and_its_extra_unloaded() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["[]", "paymaster.cache._cache"]
+
+
+def test_every_subpackage_imports_on_its_own() -> None:
+    # `from paymaster.pricing import PriceBook` as a program's first import once failed on an import cycle.
+    subpackages = sorted(p.parent.name for p in Path(paymaster.__file__).parent.glob("*/__init__.py"))
+    assert "pricing" in subpackages and "providers" in subpackages
+    for name in subpackages:
+        run = subprocess.run([sys.executable, "-c", f"import paymaster.{name}"], capture_output=True, text=True)
+        assert run.returncode == 0, f"import paymaster.{name}: {run.stderr[-500:]}"

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._money import PICOS_PER_USD
 from ..errors import BadRequestError, ConfigurationError
-from ..pricing import ModelPrices, PriceBook, Rates, bound_prompt_tokens, count_tokens
+from ..pricing._prices import ModelPrices, PriceBook, Rates  # submodules: the package imports this one
+from ..pricing._tokens import bound_prompt_tokens, count_tokens
 from ._types import ModelRequest, ModelResponse, Usage
 
 if TYPE_CHECKING:
