@@ -4,9 +4,11 @@
 once against a scripted provider with 200 ms latency; the critical path of a
 plan is 2 x 200 ms. A ticker task measures how late the event loop wakes it
 (its lag) while the tasks run, and the interpreter's garbage-collection pauses
-are added up. Three runs: no cap; a tenant day cap of 1.2x
-what the work costs (every task should succeed); and of 0.5x (no overshoot:
-spend stays under the cap). A last run is a peer's: the same plans through
+are added up. A first run is the floor: the same plans through anyio task
+groups that only sleep the latency (no Paymaster), what the event loop alone
+costs on this machine. Then three Paymaster runs: no cap; a tenant day cap of
+1.2x what the work costs (every task should succeed); and of 0.5x (no
+overshoot: spend stays under the cap). A last run is a peer's: the same plans through
 the OpenAI Agents SDK (``Runner.run`` on a fake model with the same latency,
 four calls at once and then the join), which keeps no ledger and reserves
 nothing.
@@ -117,6 +119,20 @@ async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Age
     }
 
 
+async def floor_run(tasks: int) -> dict[str, object]:
+    """The same plan shape with nothing but the event loop: four sleeps of the latency at once, then one."""
+
+    async def task(i: int) -> None:
+        async with anyio.create_task_group() as parts:
+            for _ in range(4):
+                parts.start_soon(anyio.sleep, LATENCY)
+        await anyio.sleep(LATENCY)
+
+    wall, lag_p99, pauses = await burst(task, tasks)
+    return {"wall": wall, "critical": 2 * LATENCY, "lag_p99_ms": lag_p99 * 1000, "succeeded": tasks, "spent": None,
+            "account_spent": None, "cap": None, "gc_s": pauses.total, "gc_longest_ms": pauses.longest * 1000}
+
+
 async def peer_run(agent: Any, tasks: int) -> dict[str, object]:
     """The same plan shape through the OpenAI Agents SDK: four parts at once, then the join; no ledger."""
     from agents import Runner
@@ -144,11 +160,12 @@ def main() -> None:
         gc.freeze()  # what start-up loaded is never walked again by the collector
     rows = ["| run | wall s | x critical path | loop lag p99 ms | GC s (longest ms) | succeeded | spent | cap |",
             "|---|---|---|---|---|---|---|---|"]
+    runs = {"floor: anyio task groups that only sleep, no Paymaster": anyio.run(floor_run, args.tasks)}
     with tempfile.TemporaryDirectory() as tmp:
         base = anyio.run(one_run, Path(tmp) / "free.db", args.tasks, None)
         work = base["spent"]
         assert isinstance(work, Decimal)
-        runs = {"no cap": base}
+        runs["no cap"] = base
         for factor in (Decimal("1.2"), Decimal("0.5")):
             runs[f"tenant cap {factor}x the work"] = anyio.run(one_run, Path(tmp) / f"cap{factor}.db", args.tasks,
                                                                (work * factor).quantize(Decimal("0.000001")))
