@@ -44,6 +44,8 @@ from paymaster.ledger import AccountRecord, Charge, Refusal
 from paymaster.pricing import bound_prompt_tokens
 from paymaster.providers import Message, ToolCall, ToolSpec
 
+pytestmark = pytest.mark.ledgers  # every ledger_path test runs on SQLite and PostgreSQL
+
 
 class Worker(Agent):
     name = "worker"

@@ -14,7 +14,7 @@ from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider, TaskStatu
 from paymaster._money import to_picos
 from paymaster.errors import ConfigurationError
 from paymaster.ledger import AccountRecord, Ledger
-from paymaster.ledger._leases import LEASE_SECONDS
+from paymaster.ledger._leases import LEASE_SECONDS, recover_leases_tx
 
 pytestmark = pytest.mark.ledgers  # every test runs on a SQLite file and on PostgreSQL
 
@@ -132,3 +132,23 @@ def test_a_cap_lowered_in_this_worker_is_not_passed_on_a_slice_cut_under_the_old
         ledger.close()
     spent, reserved, steps, leases, _ = _account_and_steps(url)
     assert spent == steps <= to_picos(Decimal("0.02")) and (reserved, leases) == (0, 0)
+
+
+def test_a_worker_whose_leases_another_closed_takes_new_ones_and_every_call_is_counted(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    limits = [Limit("tenant:acme", day=Budget(usd="100"))]
+    with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True) as worker:
+        assert worker.run_sync(Job, "before", tenant="acme").status is TaskStatus.SUCCEEDED
+        other = Ledger(url)
+        try:  # as a live worker does once this one's heartbeat has expired (it was paused, say)
+            closed = other.sql.call(lambda tx: recover_leases_tx(tx, {worker.ledger.worker_id: "a test closed it"}))
+        finally:
+            other.close()
+        assert closed  # its leases were open, and still look usable to it
+        after = worker.run_sync(Job, "after", tenant="acme")
+    assert after.status is TaskStatus.SUCCEEDED
+    spent, reserved, steps, leases, _ = _account_and_steps(url)
+    # The closed slices count whole (a step row carries what no settled call covers); the call after it
+    # is held and charged on a new lease, not on the row that was gone.
+    assert (reserved, leases) == (0, 0) and spent == steps
+    assert spent > to_picos(after.cost_usd or Decimal(0)) > 0

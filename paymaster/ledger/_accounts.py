@@ -25,6 +25,7 @@ from ._charges import Charge as Charge
 from ._charges import Refusal as Refusal
 from ._charges import Reservation as Reservation
 from ._holds import _dims, reserve_tx, settle_tx
+from ._holds import ensure_statements as ensure_statements
 from ._holds import ensure_tx as ensure_tx
 from ._holds import insert_step as insert_step
 from ._leases import LeaseBook, acquire_tx, leasable, return_tx

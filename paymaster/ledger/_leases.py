@@ -46,6 +46,8 @@ LEASE_SHARE = 4  # ... but never more than this fraction (1/4) of the room left 
 LEASE_SECONDS = 1.0  # new calls use a lease this long; the bound on how late a kill or a cap change is seen
 _DIMS = ("picos", "tokens", "calls", "tool_calls")
 _UNIT = {"picos": "usd", "tokens": "tokens", "calls": "steps", "tool_calls": "tool_calls"}
+HOLD_SET = ", ".join(f"held_{d} = held_{d} + :{d}" for d in _DIMS)  # a call's hold on its leases
+SETTLE_SET = ", ".join(f"held_{d} = held_{d} - :h_{d}, used_{d} = used_{d} + :{d}" for d in _DIMS)
 
 
 def leasable(account: str) -> bool:
@@ -141,7 +143,6 @@ def take_tx(
     Runs inside the reservation's transaction: the in-memory changes are undone
     if the transaction (or this unit of it) rolls back.
     """
-    sets = ", ".join(f"held_{d} = held_{d} + :{d}" for d in _DIMS)
     amounts = dict(zip(_DIMS, need, strict=True))
     for _ in range(3):
         taken: list[Lease] = []
@@ -157,12 +158,10 @@ def take_tx(
             return taken
         ids, params = in_list("l", [lease.id for lease in taken])
         present = {str(r[0]) for r in tx.execute(
-            f"UPDATE leases SET {sets} WHERE id IN {ids} RETURNING id", {**params, **amounts}
+            f"UPDATE leases SET {HOLD_SET} WHERE id IN {ids} RETURNING id", {**params, **amounts}
         ).fetchall()}
         if len(present) == len(taken):
-            for lease in taken:
-                _add(lease.held, need)
-                tx.on_undo(partial(_add, lease.held, need, -1))
+            hold_in_memory(tx, taken, need)
             return taken
         # Another worker closed some (it took this worker for dead while it was paused): undo, forget
         # those, and take new ones.
@@ -176,6 +175,26 @@ def take_tx(
     raise LedgerError("leases of this worker keep being closed by other workers; is its heartbeat too short?")
 
 
+def held_on(book: LeaseBook, shared: Sequence[str], need: Sequence[int]) -> list[Lease] | None:
+    """This worker's leases with room for ``need`` on every shared account; None if one must be taken."""
+    found = [book.find(account, need) for account in shared]
+    return None if None in found else found  # type: ignore[return-value]
+
+
+def hold_in_memory(tx: Tx, leases: Sequence[Lease], need: Sequence[int]) -> None:
+    """Count a hold written to these leases' rows on them in memory too (undone if its unit rolls back)."""
+    for lease in leases:
+        _add(lease.held, need)
+        tx.on_undo(partial(_add, lease.held, need, -1))
+
+
+def settle_params(lease_ids: Sequence[str], held: Sequence[int], spent: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    """The ``IN`` list and parameters of ``UPDATE leases SET SETTLE_SET WHERE id IN ...`` for one call."""
+    ids, params = in_list("l", list(lease_ids))
+    return ids, {**params, **{f"h_{d}": h for d, h in zip(_DIMS, held, strict=True)},
+                 **dict(zip(_DIMS, spent, strict=True))}
+
+
 def settle_tx(
     tx: Tx, book: LeaseBook, lease_ids: Sequence[str], held: Sequence[int], spent: Sequence[int]
 ) -> list[tuple[Any, Any]]:
@@ -183,12 +202,16 @@ def settle_tx(
 
     Gives, for each lease returned, the account's row and what the lease spent (for cap alerts).
     """
+    ids, params = settle_params(lease_ids, held, spent)
+    tx.execute(f"UPDATE leases SET {SETTLE_SET} WHERE id IN {ids}", params)
+    return settle_in_memory(tx, book, lease_ids, held, spent)
+
+
+def settle_in_memory(
+    tx: Tx, book: LeaseBook, lease_ids: Sequence[str], held: Sequence[int], spent: Sequence[int]
+) -> list[tuple[Any, Any]]:
+    """``settle_tx`` once the lease rows are written: the leases in memory, and those due back (SQLite)."""
     returned: list[tuple[Any, Any]] = []
-    ids, params = in_list("l", list(lease_ids))
-    sets = ", ".join(f"held_{d} = held_{d} - :h_{d}, used_{d} = used_{d} + :{d}" for d in _DIMS)
-    tx.execute(f"UPDATE leases SET {sets} WHERE id IN {ids}",
-               {**params, **{f"h_{d}": h for d, h in zip(_DIMS, held, strict=True)},
-                **dict(zip(_DIMS, spent, strict=True))})
     now = time.monotonic()
     for lease_id in lease_ids:
         lease = book.get(lease_id)

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ..errors import LedgerError
-from ._accounts import Accounts, Caps, ensure_tx, insert_step
+from ._accounts import Accounts, Caps, ensure_statements, insert_step
 from ._sql import SqlRunner, Tx
-from ._tasks import Totals, check_task_columns, insert_task_tx, update_task_tx
+from ._tasks import Totals, check_task_columns, insert_task_statement, update_task_tx
 from ._writer import Pending
 
 T = TypeVar("T")
@@ -53,8 +53,7 @@ class QueuedWrites:
             with self._unwritten_lock:  # from here on, changes to the row are statements of their own
                 self._unwritten.pop(task_id, None)
                 values = dict(row)
-            insert_task_tx(tx, values)
-            ensure_tx(tx, fresh)
+            tx.execute_together([insert_task_statement(values), *ensure_statements(fresh)])
 
         future = self.sql.submit(work, locks=list(fresh))
         with self._unwritten_lock:

@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 
 from ..errors import ConfigurationError
 from ._reader import shown_url
-from ._writer import Cursor, Pending, Tx, Writer, in_list, sqlite_pragmas
+from ._writer import Cursor, Pending, RunAgain, Tx, Writer, in_list, in_members, sqlite_pragmas
 
-__all__ = ["Cursor", "SqlRunner", "Tx", "in_list", "sqlite_pragmas"]
+__all__ = ["Cursor", "RunAgain", "SqlRunner", "Tx", "in_list", "in_members", "sqlite_pragmas"]
 
 T = TypeVar("T")
 

@@ -73,8 +73,13 @@ def _column_value(column: str, value: Any) -> Any:
 
 def insert_task_tx(tx: Tx, record: Mapping[str, Any]) -> None:
     """Write a new task row (columns not given take their defaults)."""
+    tx.execute(*insert_task_statement(record))
+
+
+def insert_task_statement(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The statement of ``insert_task_tx`` (to run with others; its parameters are named as the columns)."""
     row = {**_TASK_DEFAULTS, **record}
-    tx.execute(_INSERT_TASK, {c: _column_value(c, row[c]) for c in _TASK_COLUMNS})
+    return _INSERT_TASK, {c: _column_value(c, row[c]) for c in _TASK_COLUMNS}
 
 
 def check_task_columns(values: Mapping[str, Any]) -> None:

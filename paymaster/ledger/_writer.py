@@ -40,9 +40,11 @@ from ..errors import LedgerError
 
 # Cursor, Tx, in_list, lock_accounts and sqlite_pragmas are imported from here by the ledger's other modules.
 from ._group import Cursor as Cursor
+from ._group import RunAgain as RunAgain
 from ._group import Tx as Tx
 from ._group import _Work, run_group
 from ._group import in_list as in_list
+from ._group import in_members as in_members
 from ._group import lock_accounts as lock_accounts
 from ._group import sqlite_pragmas as sqlite_pragmas
 from ._pending import Pending as Pending
