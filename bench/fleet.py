@@ -10,6 +10,11 @@ CPU went: milliseconds per call in the worker processes and, when the server
 runs on this host, in PostgreSQL's processes. Runs with and without leases, on
 a cap that leaves room for every call and on one that runs out.
 
+A last row is a floor: the database work alone. The statements one leased
+call's task sends (captured from a real run) are replayed by the same number of
+processes straight through psycopg, 16 calls per commit, with no runtime, no
+event loop and no per-group lock: what no runtime sending them could beat here.
+
     eval "$(.ci/postgres start /tmp/pg)"
     python bench/fleet.py --url "$PAYMASTER_TEST_POSTGRES" --workers 8 --tasks 400
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import secrets
 import time
 from decimal import Decimal
 from typing import Any
@@ -128,6 +134,100 @@ def main() -> None:
             print(f"| {'leases' if leases else 'rows'} | {label} (${cap}) | {args.workers} | {r['calls']:.0f} |"
                   f" {r['calls_per_second']:.0f} | {r['writes_per_call']:.3f} | ${r['overshoot_usd']:.6f} |"
                   f" {r['worker_ms_per_call']:.2f} | {_ms(r['server_ms_per_call'])} |")
+    f = floor(args.url, args.workers, args.tasks)
+    print(f"| floor: the {f['statements']} statements of a leased call alone, replayed | room for all |"
+          f" {args.workers} | {f['calls']} | {f['calls_per_second']:.0f} | - | - | {f['worker_ms_per_call']:.2f} |"
+          f" {_ms(f['server_ms_per_call'])} |")
+
+
+def capture(url: str) -> tuple[str, str, list[tuple[str, dict[str, Any]]]]:
+    """The statements (driver form) of one leased one-call task, its task id and lease id, from a real run."""
+    from paymaster.ledger import _group  # private: a benchmark's look at what goes over the wire
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    execute = _group.Tx.execute
+
+    def recording(tx: Any, sql: str, params: Any = None) -> Any:
+        if "FOR UPDATE" not in sql:  # the group's lock, not the call's: left out of the floor
+            sent.append((_group._pyformat(sql), dict(params or {})))
+        return execute(tx, sql, params)
+
+    async def main() -> str:
+        limits = [Limit("tenant:floor", day=Budget(usd="1000000"))]
+        with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True) as rt:
+            for i in range(3):  # the leases are taken, the statements prepared
+                await rt.run(Call, f"warm {i}", tenant="floor")
+            await rt.ledger.aflush()
+            _group.Tx.execute = recording  # type: ignore[method-assign,assignment]
+            try:
+                outcome = await rt.run(Call, "captured", tenant="floor")
+                await rt.ledger.aflush()
+            finally:
+                _group.Tx.execute = execute  # type: ignore[method-assign]
+            return outcome.task_id
+
+    task_id = anyio.run(main)
+    lease = next(str(v) for _, params in sent for k, v in params.items() if k == "l0")
+    return task_id, lease, sent
+
+
+def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, lease: str, calls: int,
+            start: float, out: Any) -> None:
+    import psycopg
+    from sqlalchemy import make_url
+
+    # The driver's own URL: without SQLAlchemy's "+psycopg"
+    conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    cur = conn.cursor()
+    own = secrets.token_hex(12)  # a lease row of this process's own, as the captured call had
+    cur.execute("INSERT INTO leases (id, account, owner, created_at) SELECT %s, account, 'floor', 0 FROM leases"
+                " WHERE id = %s", (own, lease))
+    conn.commit()
+    work = []  # every call's statements with fresh ids, built before the clock starts
+    for _ in range(calls):
+        task, hold = secrets.token_hex(8), secrets.token_hex(16)
+        work.append([(sql, {k: _fresh(k, v, task_id, task, hold, lease, own) for k, v in params.items()})
+                     for sql, params in sent])
+    time.sleep(max(start - time.time(), 0))
+    cpu, began = time.process_time(), time.perf_counter()
+    for first in range(0, calls, 16):
+        for statements in work[first:first + 16]:
+            for sql, params in statements:
+                cur.execute(sql, params)
+        conn.commit()
+    out.put((calls, time.process_time() - cpu, time.perf_counter() - began))
+
+
+def _fresh(key: str, value: Any, task_id: str, task: str, hold: str, lease: str, own: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value == lease:
+        return own
+    if key in ("id", "rid") and len(value) == 32 and task_id not in value:
+        return hold  # the reservation's id
+    return value.replace(task_id, task)
+
+
+def floor(url: str, workers: int, tasks: int) -> dict[str, Any]:
+    """The captured statements replayed by ``workers`` processes: calls per second, CPU per call."""
+    task_id, lease, sent = capture(url)
+    out: Any = multiprocessing.Queue()
+    start = time.time() + 3.0 + tasks / 1000  # time to build the statements first
+    procs = [multiprocessing.Process(target=_replay, args=(url, sent, task_id, lease, tasks, start, out))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    while time.time() < start:
+        time.sleep(0.01)
+    server = postgres_cpu_seconds()
+    reports = [out.get() for _ in procs]
+    server = None if server is None else (postgres_cpu_seconds() or 0.0) - server
+    for p in procs:
+        p.join()
+    calls = sum(r[0] for r in reports)
+    return {"statements": len(sent), "calls": calls, "calls_per_second": calls / max(r[2] for r in reports),
+            "worker_ms_per_call": 1000 * sum(r[1] for r in reports) / calls,
+            "server_ms_per_call": None if server is None else 1000 * server / calls}
 
 
 def _ms(value: float | None) -> str:
