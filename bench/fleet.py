@@ -10,10 +10,13 @@ CPU went: milliseconds per call in the worker processes and, when the server
 runs on this host, in PostgreSQL's processes. Runs with and without leases, on
 a cap that leaves room for every call and on one that runs out.
 
-A last row is a floor: the database work alone. The statements one leased
-call's task sends (captured from a real run) are replayed by the same number of
-processes straight through psycopg, 16 calls per commit, with no runtime, no
-event loop and no per-group lock: what no runtime sending them could beat here.
+Two last rows bound it from below. A floor: the database work alone, the
+statements one leased call's task sends (captured from a real run) replayed by
+the same number of processes straight through psycopg, 16 calls per commit,
+with no runtime, no event loop and no per-group lock: what no runtime sending
+them could beat here. And a peer: the OpenAI Agents SDK's ``Runner.run`` on a
+zero-latency fake model in the same number of processes, as many at once,
+keeping no ledger and holding no budget at all.
 
     eval "$(.ci/postgres start /tmp/pg)"
     python bench/fleet.py --url "$PAYMASTER_TEST_POSTGRES" --workers 8 --tasks 400
@@ -138,6 +141,12 @@ def main() -> None:
     print(f"| floor: the {f['statements']} statements of a leased call alone, replayed | room for all |"
           f" {args.workers} | {f['calls']} | {f['calls_per_second']:.0f} | - | - | {f['worker_ms_per_call']:.2f} |"
           f" {_ms(f['server_ms_per_call'])} |")
+    p = peer(args.workers, args.tasks)
+    if p is None:
+        print("skipped the OpenAI Agents SDK row: not installed (pip install -e '.[bench]')")
+    else:
+        print(f"| peer: OpenAI Agents SDK, no ledger, no budget | - | {args.workers} | {p['calls']} |"
+              f" {p['calls_per_second']:.0f} | - | - | {p['worker_ms_per_call']:.2f} | - |")
 
 
 def capture(url: str) -> tuple[str, str, list[tuple[str, dict[str, Any]]]]:
@@ -228,6 +237,51 @@ def floor(url: str, workers: int, tasks: int) -> dict[str, Any]:
     return {"statements": len(sent), "calls": calls, "calls_per_second": calls / max(r[2] for r in reports),
             "worker_ms_per_call": 1000 * sum(r[1] for r in reports) / calls,
             "server_ms_per_call": None if server is None else 1000 * server / calls}
+
+
+def _peer_worker(tasks: int, start: float, out: Any) -> None:
+    from overhead import openai_fake_agent  # bench/ is on the path: this script runs from there
+
+    agent = openai_fake_agent(0.0, USAGE.input_tokens, USAGE.output_tokens)
+
+    async def main() -> None:
+        from agents import Runner
+
+        limiter = anyio.Semaphore(AT_ONCE)
+
+        async def one(i: int) -> None:
+            async with limiter:
+                await Runner.run(agent, f"job {i}")
+
+        for i in range(10):  # its imports and first-call set-up, outside the clock
+            await one(i)
+        await anyio.sleep(max(start - time.time(), 0))
+        cpu, began = time.process_time(), time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(tasks):
+                tg.start_soon(one, i)
+        out.put((tasks, time.process_time() - cpu, time.perf_counter() - began))
+
+    anyio.run(main)
+
+
+def peer(workers: int, tasks: int) -> dict[str, Any] | None:
+    """The OpenAI Agents SDK in ``workers`` processes, no ledger: calls/s, CPU per call (None: not installed)."""
+    try:
+        import agents  # noqa: F401
+    except ImportError:
+        return None
+    out: Any = multiprocessing.Queue()
+    start = time.time() + 10.0  # the SDK's imports take seconds in each process
+    procs = [multiprocessing.Process(target=_peer_worker, args=(tasks, start, out)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    reports = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    calls = sum(r[0] for r in reports)
+    return {"calls": calls, "calls_per_second": calls / max(r[2] for r in reports),
+            "worker_ms_per_call": 1000 * sum(r[1] for r in reports) / calls}
 
 
 def _ms(value: float | None) -> str:
