@@ -88,18 +88,23 @@ def postgres_cpu_seconds() -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
+def _launch(target: Any, args: tuple[Any, ...], workers: int, start: float) -> list[multiprocessing.Process]:
+    """Start ``workers`` processes of ``target(*args)``; return at ``start``, the moment they all begin work."""
+    procs = [multiprocessing.Process(target=target, args=args) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    while time.time() < start:
+        time.sleep(0.01)
+    return procs
+
+
 def run(url: str, workers: int, tasks: int, cap: str, leases: bool) -> dict[str, Any]:
     """One run on a fresh tenant account: calls per second, and spend against the cap."""
     db = Ledger(url)
     db.sql.call(lambda tx: tx.execute("DELETE FROM accounts WHERE id LIKE 'tenant:fleet%'"))
     start = time.time() + 3.0
     writes: Any = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_worker, args=(url, cap, tasks, start, leases, writes))
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    while time.time() < start:
-        time.sleep(0.01)
+    procs = _launch(_worker, (url, cap, tasks, start, leases, writes), workers, start)
     server = postgres_cpu_seconds()
     for p in procs:
         p.join()
@@ -222,12 +227,7 @@ def floor(url: str, workers: int, tasks: int) -> dict[str, Any]:
     task_id, lease, sent = capture(url)
     out: Any = multiprocessing.Queue()
     start = time.time() + 3.0 + tasks / 1000  # time to build the statements first
-    procs = [multiprocessing.Process(target=_replay, args=(url, sent, task_id, lease, tasks, start, out))
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    while time.time() < start:
-        time.sleep(0.01)
+    procs = _launch(_replay, (url, sent, task_id, lease, tasks, start, out), workers, start)
     server = postgres_cpu_seconds()
     reports = [out.get() for _ in procs]
     server = None if server is None else (postgres_cpu_seconds() or 0.0) - server
@@ -273,9 +273,7 @@ def peer(workers: int, tasks: int) -> dict[str, Any] | None:
         return None
     out: Any = multiprocessing.Queue()
     start = time.time() + 10.0  # the SDK's imports take seconds in each process
-    procs = [multiprocessing.Process(target=_peer_worker, args=(tasks, start, out)) for _ in range(workers)]
-    for p in procs:
-        p.start()
+    procs = _launch(_peer_worker, (tasks, start, out), workers, start)
     reports = [out.get() for _ in procs]
     for p in procs:
         p.join()
