@@ -83,3 +83,31 @@ def test_a_shielded_turn_is_not_dropped_by_a_cancellation() -> None:
 
     assert asyncio.run(main(shielded=True)) == ["a", "b", "c"]
     assert asyncio.run(main(shielded=False)) == ["a", "b"]
+
+
+def test_a_heavy_section_uses_up_as_many_turns_as_it_weighs() -> None:
+    async def main() -> list[int]:
+        turns = Turns(per_pass=4)
+        passes = 0
+        seen: dict[str, int] = {}
+
+        async def count_passes() -> None:
+            nonlocal passes
+            while len(seen) < 6:
+                passes += 1
+                await asyncio.sleep(0)
+
+        async def section(name: str, weight: int) -> None:
+            await turns.take(weight=weight)
+            seen[name] = passes
+
+        counter = asyncio.ensure_future(count_passes())
+        # Two starts weighing 4 turns each, then four light sections: one start per pass, then the light ones.
+        await asyncio.gather(section("start1", 4), section("start2", 4),
+                             *(section(f"call{i}", 1) for i in range(4)))
+        await counter
+        return [seen[n] for n in ("start1", "start2", "call0", "call1", "call2", "call3")]
+
+    start1, start2, *calls = asyncio.run(main())
+    assert start1 < start2 < calls[0]  # each start took a whole pass's turns; order kept
+    assert len(set(calls)) == 1  # the four light sections fit one pass together

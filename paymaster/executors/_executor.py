@@ -55,6 +55,25 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if isinstance(e, BudgetStop)), leaves[0])
 
 
+@dataclass
+class _DagRun:
+    """One plan's run: what its branches share.
+
+    Kept in an object of its own rather than closed over by a nested function, so that
+    nothing of a finished task (its context, outputs, routes) is left in a reference
+    cycle for the garbage collector to find: it is freed as soon as the task ends.
+    """
+
+    ctx: CallContext
+    routes: Mapping[str, RouteDecision]
+    instructions: str
+    outputs: dict[str, str]
+    tools: Sequence[Tool]
+    settings: ExecSettings | None
+    waiting: dict[str, int]  # dependencies not yet done, per subtask
+    dependents: dict[str, list[Subtask]]
+
+
 class Executor:
     """Executes a plan under the budget guard."""
 
@@ -80,40 +99,41 @@ class Executor:
         for s in plan.subtasks:
             for dep in dict.fromkeys(s.depends_on):  # a dependency named twice still counts once
                 dependents.setdefault(dep, []).append(s)
-
-        async def chain(subtask: Subtask, tg: TaskGroup | None) -> None:
-            # Runs a subtask, then whichever subtask it was the last dependency of: a task per branch of
-            # the plan, not per subtask (spawning a task costs more than most of a call's own work).
-            current: Subtask | None = subtask
-            while current is not None:
-                context = {d: outputs[d] for d in current.depends_on}
-                if settings is not None and settings.summarise_over is not None:
-                    context = await self.summarise(ctx, current.id, context, settings.summarise_over,
-                                                   settings.cheap_tier)
-                outputs[current.id] = await self.run_subtask(ctx, current, routes[current.id], instructions,
-                                                             context, tools)
-                ready = []
-                for following in dependents.get(current.id, ()):
-                    waiting[following.id] -= 1  # ``dependents`` names each dependency once
-                    if waiting[following.id] == 0:
-                        ready.append(following)
-                for other in ready[1:]:
-                    assert tg is not None  # a plan with branches runs in a task group
-                    tg.start_soon(chain, other, tg)
-                current = ready[0] if ready else None
-
+        run = _DagRun(ctx, routes, instructions, outputs, tools, settings, waiting, dependents)
         roots = [s for s in plan.subtasks if not s.depends_on]
         if len(plan.subtasks) == 1 or (len(roots) == 1 and all(len(v) <= 1 for v in dependents.values())):
-            await chain(roots[0], None)  # a straight line: nothing runs beside it, no task group
+            await self._chain(run, roots[0], None)  # a straight line: nothing runs beside it, no task group
             return outputs
         try:
             async with anyio.create_task_group() as tg:
                 for root in roots[1:]:
-                    tg.start_soon(chain, root, tg)
-                await chain(roots[0], tg)
+                    tg.start_soon(self._chain, run, root, tg)
+                await self._chain(run, roots[0], tg)
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         return outputs
+
+    async def _chain(self, run: _DagRun, subtask: Subtask, tg: TaskGroup | None) -> None:
+        # Runs a subtask, then whichever subtask it was the last dependency of: a task per branch of
+        # the plan, not per subtask (spawning a task costs more than most of a call's own work).
+        current: Subtask | None = subtask
+        settings = run.settings
+        while current is not None:
+            context = {d: run.outputs[d] for d in current.depends_on}
+            if settings is not None and settings.summarise_over is not None:
+                context = await self.summarise(run.ctx, current.id, context, settings.summarise_over,
+                                               settings.cheap_tier)
+            run.outputs[current.id] = await self.run_subtask(run.ctx, current, run.routes[current.id],
+                                                             run.instructions, context, run.tools)
+            ready = []
+            for following in run.dependents.get(current.id, ()):
+                run.waiting[following.id] -= 1  # ``dependents`` names each dependency once
+                if run.waiting[following.id] == 0:
+                    ready.append(following)
+            for other in ready[1:]:
+                assert tg is not None  # a plan with branches runs in a task group
+                tg.start_soon(self._chain, run, other, tg)
+            current = ready[0] if ready else None
 
     async def summarise(
         self, ctx: CallContext, subtask_id: str, context: Mapping[str, str], limit: int, tier: Tier

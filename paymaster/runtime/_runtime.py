@@ -32,9 +32,10 @@ from ..executors import (
     aggregate,
     combine,
 )
+from ..executors._turns import TASK_START
 from ..ledger import Alert, Ledger, new_task_id
 from ..planners import Complexity, Plan, PlanContext, PlanInvalid, Planner, SingleStepPlanner
-from ..pricing import PriceBook
+from ..pricing import PriceBook, count_tokens
 from ..providers._types import Provider
 from ..router import Router, Tier, TierTable
 from ._admission import admit, enforce_admission, plan_record
@@ -118,6 +119,9 @@ class Runtime:
         if on_alert is not None:
             self.ledger.accounts.listeners.append(on_alert)
         self.recovered = self.ledger.recover()  # close what a crashed process left open
+        # The tokenizer (admission's estimates) loads in about 0.2 s: here, once per process, not
+        # inside the first task, where it would stall every other task on the event loop.
+        count_tokens("")
         self._providers = Providers(provider, providers)
         self.router = settings.router(router)
         check_router(self.router, self.tiers, self._providers)  # a missing provider fails now, not at a first call
@@ -162,7 +166,8 @@ class Runtime:
         the new task nests: it must also fit its parent's task budget, and
         ``Budget.depth`` bounds how deep such nesting goes.
         """
-        await self._guard.turns.take()  # a thousand tasks starting at once start a few per loop pass
+        # A thousand tasks starting at once start a few per loop pass; a start weighs as much as TASK_START calls.
+        await self._guard.turns.take(weight=TASK_START)
         agent = self.policies.apply(agent)  # the config's [agents.NAME] and [tools.NAME] settings
         agent = await self.raised.apply(agent)  # a temporary cap raise after a surge, while one is in force
         task = self._new_task(agent, input, tenant, tags, budget)
