@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlmodel import select
 from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider, TaskStatus, Usage
 from paymaster._money import to_picos
 from paymaster.errors import ConfigurationError
-from paymaster.ledger import AccountRecord, Ledger
+from paymaster.ledger import AccountRecord, Caps, Charge, Ledger, Reservation
 from paymaster.ledger._leases import LEASE_SECONDS, recover_leases_tx
 
 pytestmark = pytest.mark.ledgers  # every test runs on a SQLite file and on PostgreSQL
@@ -152,3 +153,55 @@ def test_a_worker_whose_leases_another_closed_takes_new_ones_and_every_call_is_c
     # is held and charged on a new lease, not on the row that was gone.
     assert (reserved, leases) == (0, 0) and spent == steps
     assert spent > to_picos(after.cost_usd or Decimal(0)) > 0
+
+
+def test_a_lease_that_looked_due_is_not_returned_while_a_call_queued_before_holds_on_it(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    db = Ledger(url, leases=True)
+    db._stopping.set()  # no heartbeat sweep: the test decides when idle leases are returned
+    db._beats.join()
+    accounts, book = db.accounts, db.accounts.leases
+    assert book is not None
+    gate, running = threading.Event(), threading.Event()
+    try:
+        accounts.ensure({"tenant:t": Caps(picos=4_000), "task:a": None})
+        chain = ["tenant:t", "task:a"]
+        # A lease cut for a call of 1,000 (a quarter of the room: 1,000); that call spends 600, so the
+        # lease is too spent for another call its size (due back), yet a call of 100 still fits on it.
+        first = accounts.reserve(chain, Charge(picos=1_000), task_id="a", kind="execute")
+        assert isinstance(first, Reservation)
+        accounts.settle(first, Charge(picos=600), _step(600, 1_000))
+        db.sql.submit(lambda tx: running.set() or gate.wait(30))  # the writer is busy for now
+        assert running.wait(30)
+        small = accounts.reserve_later(chain, Charge(picos=100), task_id="a", kind="execute")  # queued first
+        sweep = threading.Thread(target=accounts.return_leases)  # as the heartbeat thread does each tick
+        sweep.start()
+        deadline = time.monotonic() + 30
+        while len(db.sql.writer._queue) < 2 and time.monotonic() < deadline:  # the sweep is queued after it
+            time.sleep(0.01)
+        gate.set()
+        second = small.result()
+        sweep.join(30)
+        assert isinstance(second, Reservation)
+        accounts.settle(second, Charge(picos=100), _step(100, 100))
+    finally:
+        gate.set()
+        db.close()  # every lease goes back
+    spent, reserved, leases = _account(url, "tenant:t")
+    # Both calls are on the shared account: the lease went back only once nothing held on it.
+    assert (spent, reserved, leases) == (700, 0, 0)
+
+
+def _step(cost: int, held: int) -> dict[str, object]:
+    return {"task_id": "a", "kind": "execute", "cost_picos": cost, "reserved_picos": held, "created_at": time.time()}
+
+
+def _account(url: str, account: str) -> tuple[int, int, int]:
+    db = Ledger(url)
+    try:
+        row = db.account(account)
+        leases = db.sql.call(lambda tx: tx.execute("SELECT COUNT(*) FROM leases").fetchall())[0][0]
+    finally:
+        db.close()
+    assert row is not None
+    return row.spent_picos, row.reserved_picos, int(leases)

@@ -164,9 +164,16 @@ class Accounts:
         book = self.leases
         if book is None:
             return
-        leases = book.due() if due_only else book.due(now=float("inf"))
-        if leases:  # alone: each locks a shared row, which must not wait inside a group (see _lease_first)
-            self._sql.call(lambda tx: [return_tx(tx, book, lease) for lease in leases], alone=True)
+        now = None if due_only else float("inf")
+
+        def work(tx: Tx) -> None:
+            # Which are due is decided again here, on the writer: a call queued before this one may have
+            # put a hold on a lease that looked idle (too spent for its first call, not for a smaller one).
+            for lease in book.due(now):
+                return_tx(tx, book, lease)
+
+        if book.due(now):  # alone: each locks a shared row, which must not wait inside a group (see _lease_first)
+            self._sql.call(work, alone=True)
 
     # -- recovery -----------------------------------------------------------------
 
