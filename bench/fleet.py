@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import secrets
 import time
 from decimal import Decimal
@@ -154,8 +155,8 @@ def main() -> None:
               f" {p['calls_per_second']:.0f} | - | - | {p['worker_ms_per_call']:.2f} | - |")
 
 
-def capture(url: str) -> tuple[str, str, list[tuple[str, dict[str, Any]]]]:
-    """The statements (driver form) of one leased one-call task, its task id and lease id, from a real run."""
+def capture(url: str) -> tuple[str, list[str], list[tuple[str, dict[str, Any]]]]:
+    """The statements (driver form) of one leased one-call task, its task id and lease ids, from a real run."""
     from paymaster.ledger import _group  # private: a benchmark's look at what goes over the wire
 
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -181,11 +182,12 @@ def capture(url: str) -> tuple[str, str, list[tuple[str, dict[str, Any]]]]:
             return outcome.task_id
 
     task_id = anyio.run(main)
-    lease = next(str(v) for _, params in sent for k, v in params.items() if k == "l0")
-    return task_id, lease, sent
+    # One lease per shared account of the chain (agent, tenant, tenant's day): ``l<n>`` in the call's statements.
+    leases = sorted({str(v) for _, params in sent for k, v in params.items() if re.fullmatch(r"l\d+", k)})
+    return task_id, leases, sent
 
 
-def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, lease: str, calls: int,
+def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leases: list[str], calls: int,
             start: float, out: Any) -> None:
     import psycopg
     from sqlalchemy import make_url
@@ -193,14 +195,17 @@ def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leas
     # The driver's own URL: without SQLAlchemy's "+psycopg"
     conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
     cur = conn.cursor()
-    own = secrets.token_hex(12)  # a lease row of this process's own, as the captured call had
-    cur.execute("INSERT INTO leases (id, account, owner, created_at) SELECT %s, account, 'floor', 0 FROM leases"
-                " WHERE id = %s", (own, lease))
+    # Lease rows of this process's own, one for each the captured call held on, as a worker has: shared
+    # by the processes, they would wait on each other's row locks and the floor would be no floor.
+    own = {lease: secrets.token_hex(12) for lease in leases}
+    for lease, mine in own.items():
+        cur.execute("INSERT INTO leases (id, account, owner, created_at) SELECT %s, account, 'floor', 0"
+                    " FROM leases WHERE id = %s", (mine, lease))
     conn.commit()
     work = []  # every call's statements with fresh ids, built before the clock starts
     for _ in range(calls):
         task, hold = secrets.token_hex(8), secrets.token_hex(16)
-        work.append([(sql, {k: _fresh(k, v, task_id, task, hold, lease, own) for k, v in params.items()})
+        work.append([(sql, {k: _fresh(k, v, task_id, task, hold, own) for k, v in params.items()})
                      for sql, params in sent])
     time.sleep(max(start - time.time(), 0))
     cpu, began = time.process_time(), time.perf_counter()
@@ -212,11 +217,11 @@ def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leas
     out.put((calls, time.process_time() - cpu, time.perf_counter() - began))
 
 
-def _fresh(key: str, value: Any, task_id: str, task: str, hold: str, lease: str, own: str) -> Any:
+def _fresh(key: str, value: Any, task_id: str, task: str, hold: str, own: dict[str, str]) -> Any:
     if not isinstance(value, str):
         return value
-    if value == lease:
-        return own
+    if value in own:
+        return own[value]
     if key in ("id", "rid") and len(value) == 32 and task_id not in value:
         return hold  # the reservation's id
     return value.replace(task_id, task)
@@ -224,10 +229,10 @@ def _fresh(key: str, value: Any, task_id: str, task: str, hold: str, lease: str,
 
 def floor(url: str, workers: int, tasks: int) -> dict[str, Any]:
     """The captured statements replayed by ``workers`` processes: calls per second, CPU per call."""
-    task_id, lease, sent = capture(url)
+    task_id, leases, sent = capture(url)
     out: Any = multiprocessing.Queue()
     start = time.time() + 3.0 + tasks / 1000  # time to build the statements first
-    procs = _launch(_replay, (url, sent, task_id, lease, tasks, start, out), workers, start)
+    procs = _launch(_replay, (url, sent, task_id, leases, tasks, start, out), workers, start)
     server = postgres_cpu_seconds()
     reports = [out.get() for _ in procs]
     server = None if server is None else (postgres_cpu_seconds() or 0.0) - server
