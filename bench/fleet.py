@@ -25,6 +25,7 @@ keeping no ledger and holding no budget at all.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import re
@@ -71,22 +72,43 @@ def _worker(url: str, cap: str, tasks: int, start: float, leases: bool, writes: 
     anyio.run(main)
 
 
-def postgres_cpu_seconds() -> float | None:
-    """CPU time used so far by the PostgreSQL processes on this host (Linux /proc); None when there are none."""
+def postgres_cpu_seconds(url: str) -> float | None:
+    """CPU time used so far by the PostgreSQL server at ``url`` (Linux /proc); None when it is not on this host.
+
+    Only that server's processes (its postmaster and the postmaster's children) count: another cluster on
+    this host (a colleague's tests, say) is no part of this benchmark's cost.
+    """
+    postmaster = _postmaster(url)
+    if postmaster is None:
+        return None
     ticks, found = 0, False
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
-            with open(f"/proc/{pid}/comm") as comm:
-                if not comm.read().startswith("postgres"):
-                    continue
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # a backend that ended meanwhile
+        if int(pid) != postmaster and int(fields[1]) != postmaster:
+            continue
         # utime and stime, and for the postmaster cutime and cstime: the backends that have ended
         ticks += sum(int(f) for f in fields[11:15])
         found = True
     return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
+@functools.lru_cache
+def _postmaster(url: str) -> int | None:
+    """The process id of the server at ``url`` if it runs on this host (its data directory is readable here)."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    try:
+        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+            directory = conn.execute("SHOW data_directory").fetchone()
+        with open(os.path.join(str(directory[0] if directory else ""), "postmaster.pid")) as pid_file:
+            return int(pid_file.readline())
+    except (OSError, ValueError, psycopg.Error):
+        return None  # another host, or a role that may not read the setting: no figure rather than a wrong one
 
 
 def _launch(target: Any, args: tuple[Any, ...], workers: int, start: float) -> list[multiprocessing.Process]:
@@ -106,11 +128,11 @@ def run(url: str, workers: int, tasks: int, cap: str, leases: bool) -> dict[str,
     start = time.time() + 3.0
     writes: Any = multiprocessing.Queue()
     procs = _launch(_worker, (url, cap, tasks, start, leases, writes), workers, start)
-    server = postgres_cpu_seconds()
+    server = postgres_cpu_seconds(url)
     for p in procs:
         p.join()
     elapsed = time.time() - start
-    server = None if server is None else (postgres_cpu_seconds() or 0.0) - server
+    server = None if server is None else (postgres_cpu_seconds(url) or 0.0) - server
     rows = db.sql.call(lambda tx: list(tx.execute(
         "SELECT spent_picos, reserved_picos, spent_calls FROM accounts WHERE id LIKE 'tenant:fleet:day:%'"
     ).fetchall()))
@@ -233,9 +255,9 @@ def floor(url: str, workers: int, tasks: int) -> dict[str, Any]:
     out: Any = multiprocessing.Queue()
     start = time.time() + 3.0 + tasks / 1000  # time to build the statements first
     procs = _launch(_replay, (url, sent, task_id, leases, tasks, start, out), workers, start)
-    server = postgres_cpu_seconds()
+    server = postgres_cpu_seconds(url)
     reports = [out.get() for _ in procs]
-    server = None if server is None else (postgres_cpu_seconds() or 0.0) - server
+    server = None if server is None else (postgres_cpu_seconds(url) or 0.0) - server
     for p in procs:
         p.join()
     calls = sum(r[0] for r in reports)
