@@ -14,7 +14,7 @@ from sqlmodel import select
 from paymaster import Agent, Budget, Limit, Runtime, ScriptedProvider, TaskStatus, Usage
 from paymaster._money import to_picos
 from paymaster.errors import ConfigurationError
-from paymaster.ledger import AccountRecord, Caps, Charge, Ledger, Reservation
+from paymaster.ledger import AccountRecord, Caps, Charge, Ledger, Refusal, Reservation
 from paymaster.ledger._leases import LEASE_SECONDS, recover_leases_tx
 
 pytestmark = pytest.mark.ledgers  # every test runs on a SQLite file and on PostgreSQL
@@ -205,3 +205,70 @@ def _account(url: str, account: str) -> tuple[int, int, int]:
         db.close()
     assert row is not None
     return row.spent_picos, row.reserved_picos, int(leases)
+
+
+def _lease_row(db: Ledger, lease_id: str) -> tuple[int, int]:
+    rows = db.sql.call(lambda tx: tx.execute("SELECT held_picos, used_picos FROM leases WHERE id = :id",
+                                             {"id": lease_id}).fetchall())
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def test_a_call_refused_in_the_same_commit_as_held_ones_leaves_each_lease_as_its_row_says(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    db = Ledger(url, leases=True)
+    db._stopping.set()  # no heartbeat sweep: the lease stays out while the test reads it
+    db._beats.join()
+    accounts, book = db.accounts, db.accounts.leases
+    assert book is not None
+    gate, running = threading.Event(), threading.Event()
+    try:
+        accounts.ensure({"tenant:t": Caps(picos=1_000_000), "task:a": None, "task:b": Caps(picos=10)})
+        first = accounts.reserve(["tenant:t", "task:a"], Charge(picos=100), task_id="a", kind="execute")
+        assert isinstance(first, Reservation)
+        (lease_id,) = first.leases
+        db.sql.submit(lambda tx: running.set() or gate.wait(30))  # the next three share one commit
+        assert running.wait(30)
+        queued = [accounts.reserve_later(["tenant:t", task], Charge(picos=100), task_id=task[-1:], kind="execute")
+                  for task in ("task:a", "task:b", "task:a")]
+        gate.set()
+        held, refused, held_too = (p.result() for p in queued)
+        # On PostgreSQL the refusal runs the commit again, with a savepoint per call: the holds taken
+        # on the lease in memory by the first try are undone with its rows.
+        assert isinstance(refused, Refusal) and refused.account == "task:b"
+        assert isinstance(held, Reservation) and isinstance(held_too, Reservation)
+        lease = book.get(lease_id)
+        assert lease is not None and _lease_row(db, lease_id) == (lease.held[0], lease.used[0]) == (300, 0)
+        for reservation, cost in ((first, 50), (held, 60), (held_too, 70)):
+            accounts.settle(reservation, Charge(picos=cost), _step(cost, 100))
+        assert _lease_row(db, lease_id) == (lease.held[0], lease.used[0]) == (0, 180)
+    finally:
+        gate.set()
+        db.close()
+    assert _account(url, "tenant:t") == (180, 0, 0)
+
+
+def test_a_call_settled_after_its_hold_ran_out_of_time_is_counted_once_on_its_lease(ledger_path: Path) -> None:
+    url = str(ledger_path)
+    db = Ledger(url, leases=True)
+    db._stopping.set()
+    db._beats.join()
+    accounts, book = db.accounts, db.accounts.leases
+    assert book is not None
+    try:
+        accounts.ensure({"tenant:t": Caps(picos=1_000_000), "task:a": None})
+        chain = ["tenant:t", "task:a"]
+        late = accounts.reserve(chain, Charge(picos=100), task_id="a", kind="execute", ttl_seconds=0.01)
+        other = accounts.reserve(chain, Charge(picos=100), task_id="a", kind="execute")
+        assert isinstance(late, Reservation) and isinstance(other, Reservation)
+        time.sleep(0.05)
+        assert accounts.recover() == ["a"]  # closed at its worst case (100) while the call was still out
+        accounts.settle(late, Charge(picos=40), _step(40, 100))  # written at cost 0: its 100 is counted
+        accounts.settle(other, Charge(picos=30), _step(30, 100))
+        (lease_id,) = late.leases
+        lease = book.get(lease_id)
+        assert lease is not None and _lease_row(db, lease_id) == (lease.held[0], lease.used[0]) == (0, 130)
+        steps = db.sql.call(lambda tx: tx.execute("SELECT COALESCE(SUM(cost_picos), 0) FROM steps").fetchall())
+    finally:
+        db.close()
+    assert int(steps[0][0]) == 130 and _account(url, "tenant:t") == (130, 0, 0)
+    assert _account(url, "task:a") == (130, 0, 0)
