@@ -177,8 +177,8 @@ def main() -> None:
               f" {p['calls_per_second']:.0f} | - | - | {p['worker_ms_per_call']:.2f} | - |")
 
 
-def capture(url: str) -> tuple[str, list[str], list[tuple[str, dict[str, Any]]]]:
-    """The statements (driver form) of one leased one-call task, its task id and lease ids, from a real run."""
+def capture(url: str) -> tuple[str, dict[str, str], list[tuple[str, dict[str, Any]]]]:
+    """The statements (driver form) of one leased one-call task, its task id and leases' accounts, from a real run."""
     from paymaster.ledger import _group  # private: a benchmark's look at what goes over the wire
 
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -189,7 +189,7 @@ def capture(url: str) -> tuple[str, list[str], list[tuple[str, dict[str, Any]]]]
             sent.append((_group._pyformat(sql), dict(params or {})))
         return execute(tx, sql, params)
 
-    async def main() -> str:
+    async def main() -> tuple[str, dict[str, str]]:
         limits = [Limit("tenant:floor", day=Budget(usd="1000000"))]
         with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, leases=True) as rt:
             for i in range(3):  # the leases are taken, the statements prepared
@@ -201,15 +201,24 @@ def capture(url: str) -> tuple[str, list[str], list[tuple[str, dict[str, Any]]]]
                 await rt.ledger.aflush()
             finally:
                 _group.Tx.execute = execute  # type: ignore[method-assign]
-            return outcome.task_id
+            # The call's own statements only: each names its task. Anything else that ran meanwhile (a lease
+            # returned by the heartbeat's sweep, a new one taken) is not a per-call cost.
+            sent[:] = [(sql, p) for sql, p in sent if any(isinstance(v, str) and outcome.task_id in v
+                                                          for v in p.values())]
+            # One lease per shared account of the chain (agent, tenant, tenant's day): ``l<n>`` in its
+            # statements. Their rows are gone once the runtime closes: the replay makes rows of its own.
+            book = rt.ledger.accounts.leases
+            assert book is not None
+            ids = {str(v) for _, params in sent for k, v in params.items() if re.fullmatch(r"l\d+", k)}
+            leases = {i: lease.account for i in sorted(ids) if (lease := book.get(i)) is not None}
+            assert len(leases) == len(ids), "the captured call's leases are no longer this worker's"
+            return outcome.task_id, leases
 
-    task_id = anyio.run(main)
-    # One lease per shared account of the chain (agent, tenant, tenant's day): ``l<n>`` in the call's statements.
-    leases = sorted({str(v) for _, params in sent for k, v in params.items() if re.fullmatch(r"l\d+", k)})
+    task_id, leases = anyio.run(main)
     return task_id, leases, sent
 
 
-def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leases: list[str], calls: int,
+def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leases: dict[str, str], calls: int,
             start: float, out: Any) -> None:
     import psycopg
     from sqlalchemy import make_url
@@ -218,11 +227,12 @@ def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leas
     conn = psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
     cur = conn.cursor()
     # Lease rows of this process's own, one for each the captured call held on, as a worker has: shared
-    # by the processes, they would wait on each other's row locks and the floor would be no floor.
+    # by the processes, they would wait on each other's row locks; missing, the call's writes to them
+    # would find no row and cost less than they do.
     own = {lease: secrets.token_hex(12) for lease in leases}
     for lease, mine in own.items():
-        cur.execute("INSERT INTO leases (id, account, owner, created_at) SELECT %s, account, 'floor', 0"
-                    " FROM leases WHERE id = %s", (mine, lease))
+        cur.execute("INSERT INTO leases (id, account, owner, created_at) VALUES (%s, %s, 'floor', 0)",
+                    (mine, leases[lease]))
     conn.commit()
     work = []  # every call's statements with fresh ids, built before the clock starts
     for _ in range(calls):
@@ -237,6 +247,8 @@ def _replay(url: str, sent: list[tuple[str, dict[str, Any]]], task_id: str, leas
                 cur.execute(sql, params)
         conn.commit()
     out.put((calls, time.process_time() - cpu, time.perf_counter() - began))
+    cur.execute("DELETE FROM leases WHERE id = ANY(%s)", (list(own.values()),))
+    conn.commit()
 
 
 def _fresh(key: str, value: Any, task_id: str, task: str, hold: str, own: dict[str, str]) -> Any:
