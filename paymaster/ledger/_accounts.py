@@ -33,6 +33,17 @@ from ._pending import Pending
 from ._sql import SqlRunner, Tx, in_list
 
 RESERVATION_TTL_SECONDS = 15 * 60
+
+
+def shared_locks(accounts: Iterable[str]) -> list[str]:
+    """Of the accounts a unit writes, those its group locks first (PostgreSQL): the shared ones.
+
+    A task's own account is written by its worker alone (and by a worker recovering it once its
+    owner is taken for dead): locking it up front would cost a round trip per group for no
+    order that matters. Should that recovery and a worker that was only paused cross, the
+    server breaks the deadlock and the group runs again.
+    """
+    return [a for a in accounts if leasable(a)]
 HOST = socket.gethostname()
 
 
@@ -144,20 +155,20 @@ class Accounts:
                                  may_abort=True, alone=True)
 
     def _locks(self, ids: Sequence[str]) -> list[str]:
-        """The account rows a reservation writes: all of them, or with leases only the task's own."""
-        return list(ids) if self.leases is None else [a for a in ids if not leasable(a)]
+        """The shared rows a reservation writes, to lock first: none with leases (see ``shared_locks``)."""
+        return [] if self.leases is not None else shared_locks(ids)
 
     def settle(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> None:
         """Move a reservation to ``spent`` and write its step row, in one transaction; then fire alerts."""
         row, thresholds, book = dict(step), self.alert_thresholds, self.leases
         self.fire(self._sql.call(lambda tx: settle_tx(tx, reservation, spent, row, thresholds, book),
-                                 locks=reservation.rows))
+                                 locks=shared_locks(reservation.rows)))
 
     def settle_later(self, reservation: Reservation, spent: Charge, step: Mapping[str, Any]) -> Pending[list[Alert]]:
         """Queue a settlement; the future gives the alerts it fired once it is committed."""
         row, thresholds, book = dict(step), self.alert_thresholds, self.leases
         return self._sql.submit(lambda tx: settle_tx(tx, reservation, spent, row, thresholds, book),
-                                locks=reservation.rows)
+                                locks=shared_locks(reservation.rows))
 
     def return_leases(self, *, due_only: bool = True) -> None:
         """Give back this worker's idle leases (those past their time, or all of them) to their accounts."""

@@ -9,11 +9,12 @@ of the group is kept.
 On PostgreSQL a group's transaction holds row locks until it commits, and the
 units of one group touch different accounts. So that two writers (two
 processes, two hosts) can never wait for each other in a cycle, every unit
-names the accounts it will lock, and the group locks all of them first, in one
-statement, in one order (byte order of the id) shared by every writer
-(``lock_accounts``). Should a deadlock happen anyway (accounts created by two
-writers at once), the server breaks it and the group runs again, up to
-``RETRIES`` times.
+names the shared accounts it will lock, and the group locks all of them first,
+in one statement, in one order (byte order of the id) shared by every writer
+(``lock_accounts``); a task's own account is written by its worker alone, so it
+is not locked first. Should a deadlock happen anyway (accounts created by two
+writers at once, or a paused worker's rows recovered by another), the server
+breaks it and the group runs again, up to ``RETRIES`` times.
 
 The statements are written with ``:name`` parameters and translated for
 drivers that use ``%(name)s`` (``in_list`` builds an ``IN (...)`` list of them).

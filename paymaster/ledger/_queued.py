@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ..errors import LedgerError
-from ._accounts import Accounts, Caps, ensure_statements, insert_step
+from ._accounts import Accounts, Caps, ensure_statements, insert_step, shared_locks
 from ._sql import SqlRunner, Tx
 from ._tasks import Totals, check_task_columns, insert_task_statement, update_task_tx
 from ._writer import Pending
@@ -55,7 +55,7 @@ class QueuedWrites:
                 values = dict(row)
             tx.execute_together([insert_task_statement(values), *ensure_statements(fresh)])
 
-        future = self.sql.submit(work, locks=list(fresh))
+        future = self.sql.submit(work, locks=shared_locks(fresh))
         with self._unwritten_lock:
             self._unwritten[task_id] = (row, future)
         return self.watch(task_id, future)

@@ -18,8 +18,8 @@ slow one sends the group to the writer thread, so the loop never waits on it.
 Work from one loop runs in the order it was queued either way: a group goes in
 place only when the writer thread has nothing queued or running.
 
-On PostgreSQL every unit names the accounts it will lock, and its group locks
-them all first, in the one order every writer uses (see ``_group``, which runs
+On PostgreSQL every unit names the shared accounts it will lock, and its group
+locks them all first, in the one order every writer uses (see ``_group``, which runs
 a group's transaction). Units that find their rows as they go (recovery) run in
 a group of their own.
 """
