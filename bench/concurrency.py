@@ -1,7 +1,8 @@
 """Many tasks at once: wall time against the plan's critical path, event-loop lag, memory, caps.
 
 1,000 tasks of 5 subtasks each (4 independent, then 1 joining them) run at
-once against a scripted provider with 200 ms latency; the critical path of a
+once against a scripted provider with 200 ms latency (which, like the peer's
+fake model, keeps no record of its calls); the critical path of a
 plan is 2 x 200 ms. A ticker task measures how late the event loop wakes it
 (its lag) while the tasks run, and the interpreter's garbage-collection pauses
 are added up. A first run is the floor: the same plans through anyio task
@@ -100,7 +101,7 @@ async def burst(task: Callable[[int], Awaitable[None]], tasks: int) -> tuple[flo
 
 async def one_run(ledger: Path, tasks: int, cap: Decimal | None, agent: type[Agent] = Fanout) -> dict[str, object]:
     limits = [Limit("tenant:acme", day=Budget(usd=str(cap)))] if cap is not None else []
-    provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY)
+    provider = ScriptedProvider(lambda request: "ok", usage=USAGE, latency=LATENCY, record=False)  # keeps no calls
     with Runtime(ledger=ledger, provider=provider, limits=limits) as rt:
         outcomes = []
 

@@ -51,7 +51,7 @@ class Call(Agent):
 def _worker(url: str, cap: str, tasks: int, start: float, leases: bool, writes: Any) -> None:
     async def main() -> None:
         limits = [Limit("tenant:fleet", day=Budget(usd=cap))]
-        with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE), limits=limits, budget_wait=5,
+        with Runtime(ledger=url, provider=ScriptedProvider(usage=USAGE, record=False), limits=limits, budget_wait=5,
                      leases=leases) as rt:
             limiter = anyio.Semaphore(AT_ONCE)
 

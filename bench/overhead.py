@@ -34,7 +34,7 @@ class Echo(Agent):
 
 
 def paymaster_runner(ledger: Path) -> tuple[Runner, Callable[[], None]]:
-    provider = ScriptedProvider(lambda request: "ok", usage=Usage(input_tokens=12, output_tokens=2))
+    provider = ScriptedProvider(lambda request: "ok", usage=Usage(input_tokens=12, output_tokens=2), record=False)
     rt = Runtime(ledger=ledger, provider=provider)
 
     async def run(prompt: str) -> object:

@@ -58,6 +58,10 @@ class ScriptedProvider:
     response then names the served model. Each scripted response carries a
     request id, ``"<name>-<n>"`` for the n-th call (from 1), as a real
     provider's response header would.
+
+    Every call is kept in ``calls`` for tests to read; ``record=False`` keeps
+    none, for long runs (a benchmark, a demo service) that would otherwise
+    hold every request and reply in memory.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class ScriptedProvider:
         latency: float = 0.0,
         usage: Usage | UsageFn | None = None,
         serves: Mapping[str, str] | None = None,
+        record: bool = True,
     ) -> None:
         if callable(replies):
             self._script: list[Reply] = []
@@ -82,12 +87,16 @@ class ScriptedProvider:
         self._usage = usage
         self.serves = dict(serves or {})
         self.calls: list[ScriptedCall] = []
+        self._record = record
+        self._count = 0
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer ``request`` from the script after the configured latency."""
         call = ScriptedCall(request=request, started=time.monotonic())
-        self.calls.append(call)
-        number = len(self.calls)  # taken now: concurrent calls append while this one sleeps
+        if self._record:
+            self.calls.append(call)
+        self._count += 1
+        number = self._count  # taken now: concurrent calls count while this one sleeps
         reply: Reply = self._script.pop(0) if self._script else self._fallback
         try:
             if self.latency:

@@ -103,3 +103,11 @@ async def test_the_scripted_provider_serves_what_it_is_told_and_numbers_its_requ
     given = ModelResponse(text="x", usage=swapped.usage, model="as-scripted")
     provider = ScriptedProvider([given], serves={"gpt-4o-mini": "gpt-4o"})
     assert (await provider.complete(ask("gpt-4o-mini"))).model == "as-scripted"  # a full response is kept as is
+
+
+async def test_a_scripted_provider_told_not_to_record_keeps_no_calls_and_still_numbers_its_requests() -> None:
+    provider = ScriptedProvider(["a", "b"], name="fake", record=False)  # a long run: nothing piles up
+    first, second = await provider.complete(ask("gpt-4o")), await provider.complete(ask("gpt-4o"))
+    assert (first.text, second.text) == ("a", "b")
+    assert (first.request_id, second.request_id) == ("fake-1", "fake-2")
+    assert provider.calls == []
