@@ -6,6 +6,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -272,3 +273,74 @@ def test_a_call_settled_after_its_hold_ran_out_of_time_is_counted_once_on_its_le
         db.close()
     assert int(steps[0][0]) == 130 and _account(url, "tenant:t") == (130, 0, 0)
     assert _account(url, "task:a") == (130, 0, 0)
+
+
+def test_two_workers_returning_leases_of_the_same_accounts_in_opposite_orders_do_not_deadlock(
+    ledger_path: Path,
+) -> None:
+    if not str(ledger_path).startswith("postgresql"):
+        pytest.skip("row locks: SQLite has one writer at a time")
+    url = str(ledger_path)
+    workers = [Ledger(url, leases=True) for _ in range(2)]
+    blocker, watcher = Ledger(url), Ledger(url)  # the watcher reads while the blocker's writer is busy
+    try:
+        for db in workers:
+            db._stopping.set()  # no heartbeat sweep: the test returns the leases
+            db._beats.join()
+        workers[0].accounts.ensure({"shared:a": Caps(picos=10**9), "shared:b": Caps(picos=10**9),
+                                    "task:x": None, "task:y": None})
+        # Each worker takes its leases in the opposite order, so it holds them in that order.
+        orders = (("x", ("shared:a", "shared:b")), ("y", ("shared:b", "shared:a")))
+        for db, (task, order) in zip(workers, orders, strict=True):
+            for account in order:
+                held = db.accounts.reserve([account, f"task:{task}"], Charge(picos=10), task_id=task, kind="execute")
+                assert isinstance(held, Reservation)
+                db.accounts.settle(held, Charge(picos=10), {"task_id": task, "kind": "execute", "cost_picos": 10,
+                                                            "reserved_picos": 10, "created_at": time.time()})
+        deadlocks = _server_deadlocks(watcher)
+        # Another transaction holds both rows, so both workers' returns start and wait at once; when it
+        # ends, a worker that locked in its own order would hold one row and want the other's.
+        release = threading.Event()
+        holding = threading.Event()
+
+        def hold_both(tx: Any) -> None:
+            tx.execute("SELECT id FROM accounts WHERE id IN ('shared:a', 'shared:b') FOR UPDATE")
+            holding.set()
+            release.wait(30)
+
+        holder = threading.Thread(target=blocker.sql.call, args=(hold_both,), kwargs={"alone": True})
+        holder.start()
+        assert holding.wait(30)
+        returns = [threading.Thread(target=db.accounts.return_leases, kwargs={"due_only": False}) for db in workers]
+        for thread in returns:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while _waiting_backends(watcher) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        holder.join(30)
+        for thread in returns:
+            thread.join(30)
+    finally:
+        for db in workers:
+            db.close()
+        release.set()
+    time.sleep(1.5)  # the server counts a deadlock when the backend that broke it reports its statistics
+    try:
+        assert _server_deadlocks(watcher) == deadlocks
+    finally:
+        blocker.close()
+        watcher.close()
+    spent, reserved, leases = _account(url, "shared:a")
+    assert (spent, reserved, leases) == (20, 0, 0)  # both leases went back, with what their calls spent
+
+
+def _server_deadlocks(db: Ledger) -> int:
+    return int(db.sql.call(lambda tx: tx.execute(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchall())[0][0])
+
+
+def _waiting_backends(db: Ledger) -> int:
+    return int(db.sql.call(lambda tx: tx.execute(
+        "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.datname = current_database()").fetchall())[0][0])

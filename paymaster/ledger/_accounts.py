@@ -31,6 +31,7 @@ from ._holds import insert_step as insert_step
 from ._leases import LeaseBook, acquire_tx, leasable, return_tx
 from ._pending import Pending
 from ._sql import SqlRunner, Tx, in_list
+from ._writer import lock_accounts
 
 RESERVATION_TTL_SECONDS = 15 * 60
 
@@ -180,7 +181,12 @@ class Accounts:
         def work(tx: Tx) -> None:
             # Which are due is decided again here, on the writer: a call queued before this one may have
             # put a hold on a lease that looked idle (too spent for its first call, not for a smaller one).
-            for lease in book.due(now):
+            due = book.due(now)
+            # Their accounts are locked first, in the order every writer uses: two workers each returning
+            # leases of the same accounts in their own order would deadlock (and wait a second for the server
+            # to say so).
+            lock_accounts(tx, [lease.account for lease in due])
+            for lease in due:
                 return_tx(tx, book, lease)
 
         if book.due(now):  # alone: each locks a shared row, which must not wait inside a group (see _lease_first)
