@@ -344,3 +344,38 @@ def _waiting_backends(db: Ledger) -> int:
     return int(db.sql.call(lambda tx: tx.execute(
         "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE NOT l.granted AND a.datname = current_database()").fetchall())[0][0])
+
+
+def test_a_lease_closed_while_its_worker_still_holds_on_it_counts_what_its_row_holds_then(postgres_url: str) -> None:
+    import psycopg
+
+    worker, other = Ledger(postgres_url, leases=True), Ledger(postgres_url)
+    server = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    closing: list[list[str]] = []
+    try:
+        worker.accounts.ensure({"tenant:t": Caps(picos=1_000_000), "task:a": None})  # tokens: no cap
+        held = worker.accounts.reserve(["tenant:t", "task:a"], Charge(picos=100, tokens=50), task_id="a",
+                                       kind="execute")
+        assert isinstance(held, Reservation)
+        (lease_id,) = held.leases
+        with psycopg.connect(server) as conn, psycopg.connect(server, autocommit=True) as watch:
+            # The worker, alive after all, holds 70 more tokens on its lease (not yet committed).
+            conn.execute("UPDATE leases SET held_tokens = held_tokens + 70 WHERE id = %s", (lease_id,))
+            dead = {worker.worker_id: "a test took it for dead"}
+            closer = threading.Thread(target=lambda: closing.append(
+                other.sql.call(lambda tx: recover_leases_tx(tx, dead), alone=True)))
+            closer.start()  # it reads the lease, then waits on the worker's row lock to delete it
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM leases%'"
+            ).fetchall():
+                time.sleep(0.01)
+            conn.commit()
+            closer.join(30)
+        tenant = other.account("tenant:t")
+    finally:
+        worker.close()
+        other.close()
+    assert closing == [["tenant:t"]] and tenant is not None
+    # An uncapped dimension is charged what was used and in flight on the lease when it was closed.
+    assert tenant.spent_tokens == 50 + 70

@@ -322,12 +322,16 @@ def recover_leases_tx(tx: Tx, dead: Mapping[str, str]) -> list[str]:
     members, params = in_list("o", sorted(dead))
     cols = ", ".join(f"size_{d}" for d in _DIMS) + ", " + ", ".join(f"held_{d}" for d in _DIMS) + ", " + ", ".join(
         f"used_{d}" for d in _DIMS)
-    rows = tx.execute(f"SELECT id, account, owner, {cols} FROM leases WHERE owner IN {members} ORDER BY id",
-                      params).fetchall()
+    found = tx.execute(f"SELECT id FROM leases WHERE owner IN {members} ORDER BY id", params).fetchall()
     changed: list[str] = []
-    for r in rows:
-        if tx.execute("DELETE FROM leases WHERE id = :id", {"id": r[0]}).rowcount != 1:
-            continue
+    for (lease_id,) in found:
+        # The figures as the row stands when it is deleted: a worker taken for dead may still be holding
+        # on it, and the delete waits for that (the row read above would miss it).
+        gone = tx.execute(f"DELETE FROM leases WHERE id = :id RETURNING id, account, owner, {cols}",
+                          {"id": lease_id}).fetchall()
+        if not gone:
+            continue  # another worker closed it first
+        r = gone[0]
         size, held, used = r[3:7], r[7:11], r[11:15]
         charge = [int(s) if s is not None else int(h) + int(u) for s, h, u in zip(size, held, used, strict=True)]
         values = {f"s_{d}": int(s or 0) for d, s in zip(_DIMS, size, strict=True)}
