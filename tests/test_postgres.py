@@ -69,3 +69,15 @@ def test_a_password_in_the_url_is_never_shown(postgres_url: str) -> None:
         assert "s3cret" not in str(failed.value) and "password=***" in str(failed.value)
     finally:
         as_option.close()
+
+
+def test_ten_thousand_capped_accounts_and_an_uncapped_one_are_created_together(postgres_url: str) -> None:
+    db = Ledger(postgres_url)
+    try:
+        capped = {f"tenant:{i}": Caps(picos=i + 1) for i in range(10_001)}
+        db.accounts.ensure({**capped, "tenant:open": None})  # two statements run as one: names must not clash
+        last, open_ = db.account("tenant:10000"), db.account("tenant:open")
+    finally:
+        db.close()
+    assert last is not None and last.cap_picos == 10_001
+    assert open_ is not None and open_.cap_picos is None

@@ -70,16 +70,17 @@ def ensure_tx(tx: Tx, accounts: Mapping[str, Caps | None]) -> None:
 def ensure_statements(accounts: Mapping[str, Caps | None]) -> list[tuple[str, dict[str, Any]]]:
     """The statements of ``ensure_tx`` (to run with others; their parameters are named ``id<n>``, ``c<n>_...``)."""
     statements: list[tuple[str, dict[str, Any]]] = []
+    start = 0  # the two statements' parameters are numbered on from one to the next: run together, they differ
     for capped in (True, False):  # one statement for those that set caps, one for those that keep theirs
         rows = sorted((a, c) for a, c in accounts.items() if (c is not None) == capped)  # sorted: no crossing
         if rows:
-            start = len(statements) * 10_000  # the two statements' parameters must differ when run together
             params: dict[str, Any] = {}
             for i, (account_id, caps) in enumerate(rows, start):
                 c = caps or _NO_CAPS
                 params.update({f"id{i}": account_id, f"c{i}_picos": c.picos, f"c{i}_tokens": c.tokens,
                                f"c{i}_calls": c.calls, f"c{i}_tool_calls": c.tool_calls})
             statements.append((_upsert_accounts(start, len(rows), capped), params))
+            start += len(rows)
     return statements
 
 
