@@ -34,6 +34,7 @@ from ._sql import SqlRunner, Tx, in_list
 from ._writer import lock_accounts
 
 RESERVATION_TTL_SECONDS = 15 * 60
+HOST = socket.gethostname()
 
 
 def shared_locks(accounts: Iterable[str]) -> list[str]:
@@ -45,7 +46,6 @@ def shared_locks(accounts: Iterable[str]) -> list[str]:
     server breaks the deadlock and the group runs again.
     """
     return [a for a in accounts if leasable(a)]
-HOST = socket.gethostname()
 
 
 class Accounts:

@@ -127,9 +127,16 @@ def reserve_tx(
         leases = tuple(lease.id for lease in taken)
     tx.execute(_INSERT_RESERVATION, {**where, "accounts": "\n".join(direct), "leases": "\n".join(leases) or None,
                                      **_charge_params(held)})
-    if book is None:
+    return _reservation(where, ids, held, direct, leases, book is not None)
+
+
+def _reservation(
+    where: Mapping[str, Any], ids: Sequence[str], held: Charge, direct: Sequence[str], leases: Sequence[str],
+    leased: bool,
+) -> Reservation:
+    if not leased:
         return Reservation(str(where["id"]), tuple(ids), held)
-    return Reservation(str(where["id"]), tuple(ids), held, direct=tuple(direct), leases=leases)
+    return Reservation(str(where["id"]), tuple(ids), held, direct=tuple(direct), leases=tuple(leases))
 
 
 def settle_tx(
@@ -178,9 +185,7 @@ def _reserve_at_once(
     if counts[0] != len(direct) or counts[1] != len(leases):
         raise RunAgain
     hold_in_memory(tx, leases, _dims(held))
-    if not leased:
-        return Reservation(str(where["id"]), tuple(ids), held)
-    return Reservation(str(where["id"]), tuple(ids), held, direct=tuple(direct), leases=tuple(lease_ids))
+    return _reservation(where, ids, held, direct, lease_ids, leased)
 
 
 @lru_cache(maxsize=64)

@@ -71,13 +71,8 @@ def _column_value(column: str, value: Any) -> Any:
     return value  # a bool stays one: PostgreSQL's column is boolean, SQLite stores it as 0/1
 
 
-def insert_task_tx(tx: Tx, record: Mapping[str, Any]) -> None:
-    """Write a new task row (columns not given take their defaults)."""
-    tx.execute(*insert_task_statement(record))
-
-
 def insert_task_statement(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The statement of ``insert_task_tx`` (to run with others; its parameters are named as the columns)."""
+    """The statement writing a new task row (columns not given take their defaults); parameters named as columns."""
     row = {**_TASK_DEFAULTS, **record}
     return _INSERT_TASK, {c: _column_value(c, row[c]) for c in _TASK_COLUMNS}
 
